@@ -1,0 +1,349 @@
+//! Email + password accounts and server-side sessions.
+//!
+//! Seams for the sign-in work: email verification, reset, two-factor and
+//! NHS-login linking attach to `AccountRowV1` and to `SignedIn`; nothing here
+//! assumes a password is the only way in.
+
+use std::fmt;
+
+use keyhold_crypto::{random_token, sha256};
+use keyhold_storage::{Batch, StorageError};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::audit::{AuditAction, AuditActor, AuditEvent, Outcome};
+use crate::ids::KeyOwner;
+use crate::policy::Principal;
+use crate::rows::{AccountRowV1, SessionRowV1};
+use crate::trees::{ACCOUNTS, ACCOUNTS_BY_EMAIL, SESSIONS};
+use crate::vault::Aad;
+use crate::{AccountId, Demographics, DomainError, Email, FieldError, Keyhold, PatientId};
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// A password that meets the length rules (no composition rules, as NIST and
+/// the NCSC advise). Zeroized on drop; never printed.
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    pub fn parse(input: &str) -> Result<Self, FieldError> {
+        let n = input.chars().count();
+        if n == 0 {
+            return Err(FieldError::new("password", "Enter a password"));
+        }
+        if n < MIN_PASSWORD_CHARS {
+            return Err(FieldError::new(
+                "password",
+                format!("Your password must be at least {MIN_PASSWORD_CHARS} characters"),
+            ));
+        }
+        if n > MAX_PASSWORD_CHARS {
+            return Err(FieldError::new(
+                "password",
+                format!("Your password must be {MAX_PASSWORD_CHARS} characters or fewer"),
+            ));
+        }
+        Ok(Password(Zeroizing::new(input.to_string())))
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// The secret in a session cookie. Only its SHA-256 is stored, so a copy of the
+/// store cannot be used to sign in.
+#[derive(Clone)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    pub fn from_cookie(value: &str) -> Self {
+        SessionToken(value.to_string())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    fn key(&self) -> [u8; 32] {
+        sha256(self.0.as_bytes())
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
+/// The result of a successful sign-up or sign-in.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub principal: Principal,
+    pub token: SessionToken,
+}
+
+const EMAIL_INDEX: &str = "email";
+
+impl Keyhold {
+    fn email_key(&self, email: &Email) -> Vec<u8> {
+        self.vault.blind(EMAIL_INDEX, &email.normalised()).to_vec()
+    }
+
+    /// Adds a new account to `batch`. The email index entry carries a
+    /// precondition, so two sign-ups with one email cannot both succeed.
+    pub(crate) fn new_account(
+        &self,
+        batch: &mut Batch,
+        email: &Email,
+        password_phc: String,
+        patient: Option<PatientId>,
+    ) -> Result<AccountId, DomainError> {
+        let id = AccountId::new_random();
+        let owner = KeyOwner::Account(id);
+        let dek = self.vault.create_key(owner, batch)?;
+        let sealed = self.vault.seal(
+            &dek,
+            &Aad { owner, kind: "account-email", record: id.as_bytes(), version: 1, part: 0 },
+            email.as_str().as_bytes(),
+        )?;
+        let row = AccountRowV1 {
+            email: sealed,
+            password: password_phc,
+            patient,
+            created_at: self.clock.now(),
+        };
+        let key = self.email_key(email);
+        batch.require_absent(ACCOUNTS_BY_EMAIL, key.clone());
+        batch.put(ACCOUNTS_BY_EMAIL, key, id.as_bytes().to_vec());
+        batch.put(ACCOUNTS, id.as_bytes().to_vec(), serde_json::to_vec(&row)?);
+        Ok(id)
+    }
+
+    fn parse_credentials(email: &str, password: &str) -> Result<(Email, Password), DomainError> {
+        let mut errors = Vec::new();
+        let email = Email::parse(email).map_err(|e| errors.push(FieldError::new("email", e.to_string())));
+        let password = Password::parse(password).map_err(|e| errors.push(e));
+        match (email, password) {
+            (Ok(e), Ok(p)) if errors.is_empty() => Ok((e, p)),
+            _ => Err(DomainError::Invalid(errors)),
+        }
+    }
+
+    /// Creates an account with its own (empty) record, and signs it in.
+    pub async fn sign_up(&self, email: &str, password: &str) -> Result<SignedIn, DomainError> {
+        let (email, password) = Self::parse_credentials(email, password)?;
+        let exists = || {
+            DomainError::invalid(
+                "email",
+                "An account with this email address already exists. Sign in instead",
+            )
+        };
+        if self.store.get(ACCOUNTS_BY_EMAIL, &self.email_key(&email))?.is_some() {
+            return Err(exists());
+        }
+        let phc = self
+            .hashing
+            .run(move |h| h.hash(password.0.as_bytes()))
+            .await??;
+        let mut batch = Batch::new();
+        let mut demographics = Demographics::empty();
+        demographics.email = Some(email.clone());
+        let patient = self.new_patient(&mut batch, &demographics)?;
+        let account = self.new_account(&mut batch, &email, phc, Some(patient))?;
+        let now = self.clock.now();
+        self.audit.add(
+            &mut batch,
+            &AuditEvent {
+                at: now,
+                actor: AuditActor::patient(account),
+                action: AuditAction::SignUp,
+                patient: Some(patient),
+                resource: format!("account/{account}"),
+                purpose: "create an account".into(),
+                outcome: Outcome::Success,
+            },
+        )?;
+        match self.store.submit(batch).await {
+            Ok(_) => {}
+            Err(StorageError::Conflict) => {
+                self.vault.forget(KeyOwner::Account(account));
+                self.vault.forget(KeyOwner::Patient(patient));
+                return Err(exists());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let principal = Principal { account, own_patient: Some(patient) };
+        let token = self.start_session(account, now).await?;
+        Ok(SignedIn { principal, token })
+    }
+
+    /// Checks an email and password. An unknown email costs the same hashing
+    /// time as a known one and gives the same answer as a wrong password.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<SignedIn, DomainError> {
+        let bad = || DomainError::BadCredentials;
+        let Ok(email) = Email::parse(email) else {
+            return Err(bad());
+        };
+        let password = Zeroizing::new(password.to_string());
+        let found = match self.store.get(ACCOUNTS_BY_EMAIL, &self.email_key(&email))? {
+            Some(id) => {
+                let id = AccountId::from_bytes(&id).ok_or_else(|| DomainError::Internal("bad account index".into()))?;
+                let row = self.account_row(id)?;
+                Some((id, row))
+            }
+            None => None,
+        };
+        let now = self.clock.now();
+        let (ok, account, patient) = match found {
+            Some((id, row)) => {
+                let phc = row.password.clone();
+                let ok = self
+                    .hashing
+                    .run(move |h| h.verify(password.as_bytes(), &phc))
+                    .await?;
+                (ok, Some(id), row.patient)
+            }
+            None => {
+                self.hashing.run(move |h| h.dummy_verify(password.as_bytes())).await?;
+                (false, None, None)
+            }
+        };
+        let mut actor = AuditActor::anonymous();
+        actor.account = account;
+        if ok {
+            actor.role = crate::audit::AuditRole::Patient;
+        }
+        self.audit
+            .record(&AuditEvent {
+                at: now,
+                actor,
+                action: if ok { AuditAction::SignIn } else { AuditAction::SignInFailed },
+                patient,
+                resource: "session".into(),
+                purpose: "sign in".into(),
+                outcome: if ok { Outcome::Success } else { Outcome::Denied },
+            })
+            .await?;
+        match (ok, account) {
+            (true, Some(account)) => {
+                let token = self.start_session(account, now).await?;
+                Ok(SignedIn {
+                    principal: Principal { account, own_patient: patient },
+                    token,
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    fn account_row(&self, id: AccountId) -> Result<AccountRowV1, DomainError> {
+        let raw = self.store.get(ACCOUNTS, id.as_bytes())?.ok_or(DomainError::NotFound)?;
+        Ok(serde_json::from_slice(&raw)?)
+    }
+
+    /// The account's email address (opened with the account's key).
+    pub fn account_email(&self, id: AccountId) -> Result<Email, DomainError> {
+        let row = self.account_row(id)?;
+        let owner = KeyOwner::Account(id);
+        let dek = self.vault.key(owner)?;
+        let plain = self.vault.open(
+            &dek,
+            &Aad { owner, kind: "account-email", record: id.as_bytes(), version: 1, part: 0 },
+            &row.email,
+        )?;
+        let s = std::str::from_utf8(&plain).map_err(|_| DomainError::Internal("email is not text".into()))?;
+        Email::parse(s).map_err(|_| DomainError::Internal("stored email does not parse".into()))
+    }
+
+    async fn start_session(&self, account: AccountId, now: OffsetDateTime) -> Result<SessionToken, DomainError> {
+        let token = SessionToken(random_token()?);
+        let row = SessionRowV1 { account, created_at: now, last_seen_at: now };
+        let mut b = Batch::new();
+        b.require_absent(SESSIONS, token.key().to_vec());
+        b.put(SESSIONS, token.key().to_vec(), serde_json::to_vec(&row)?);
+        self.store.submit(b).await?;
+        Ok(token)
+    }
+
+    /// The principal behind a session cookie, if the session is live. Ends
+    /// sessions idle for longer than `session_idle` or older than
+    /// `session_absolute`.
+    pub async fn session(&self, token: &SessionToken) -> Result<Option<Principal>, DomainError> {
+        let key = token.key();
+        let Some(raw) = self.store.get(SESSIONS, &key)? else {
+            return Ok(None);
+        };
+        let mut row: SessionRowV1 = serde_json::from_slice(&raw)?;
+        let now = self.clock.now();
+        if now - row.last_seen_at > self.settings.session_idle || now - row.created_at > self.settings.session_absolute {
+            let mut b = Batch::new();
+            b.delete(SESSIONS, key.to_vec());
+            self.store.submit(b).await?;
+            return Ok(None);
+        }
+        // Refresh the idle clock at most once a minute, to keep reads cheap.
+        if now - row.last_seen_at > time::Duration::minutes(1) {
+            row.last_seen_at = now;
+            let mut b = Batch::new();
+            b.require_equals(SESSIONS, key.to_vec(), Some(raw));
+            b.put(SESSIONS, key.to_vec(), serde_json::to_vec(&row)?);
+            // Best effort: a lost refresh only shortens the session.
+            drop(self.store.submit(b));
+        }
+        let account = self.account_row(row.account)?;
+        Ok(Some(Principal { account: row.account, own_patient: account.patient }))
+    }
+
+    /// Ends one session and records the sign-out.
+    pub async fn sign_out(&self, token: &SessionToken) -> Result<(), DomainError> {
+        let key = token.key();
+        let Some(raw) = self.store.get(SESSIONS, &key)? else {
+            return Ok(());
+        };
+        let row: SessionRowV1 = serde_json::from_slice(&raw)?;
+        let mut b = Batch::new();
+        b.delete(SESSIONS, key.to_vec());
+        self.audit.add(
+            &mut b,
+            &AuditEvent {
+                at: self.clock.now(),
+                actor: AuditActor::patient(row.account),
+                action: AuditAction::SignOut,
+                patient: None,
+                resource: "session".into(),
+                purpose: "sign out".into(),
+                outcome: Outcome::Success,
+            },
+        )?;
+        self.store.submit(b).await?;
+        Ok(())
+    }
+
+    /// Creates an account for an existing record (demo seeding; later, identity
+    /// verification links accounts to records the same way).
+    pub async fn create_account_for(&self, email: &str, password: &str, patient: PatientId) -> Result<AccountId, DomainError> {
+        let (email, password) = Self::parse_credentials(email, password)?;
+        let phc = self.hashing.run(move |h| h.hash(password.0.as_bytes())).await??;
+        let mut batch = Batch::new();
+        let account = self.new_account(&mut batch, &email, phc, Some(patient))?;
+        self.audit.add(
+            &mut batch,
+            &AuditEvent {
+                at: self.clock.now(),
+                actor: AuditActor::operator(),
+                action: AuditAction::Create,
+                patient: Some(patient),
+                resource: format!("account/{account}"),
+                purpose: "link an account to a record".into(),
+                outcome: Outcome::Success,
+            },
+        )?;
+        match self.store.submit(batch).await {
+            Ok(_) => Ok(account),
+            Err(StorageError::Conflict) => Err(DomainError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

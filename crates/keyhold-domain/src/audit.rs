@@ -1,0 +1,321 @@
+//! The audit trail: typed events, appended through one path, hash-chained by
+//! the store's committer in the order it writes them.
+//!
+//! Stored entry (binary, so verification hashes exactly the bytes stored):
+//! `0x01 ‖ seq (u64 BE) ‖ prev hash (32) ‖ hash (32) ‖ body (JSON)`, where
+//! `hash = SHA-256("keyhold-audit/v1" ‖ seq ‖ prev ‖ body)` and the first entry's
+//! `prev` is 32 zero bytes. The body holds ids and labels, never clinical
+//! content, names or contact details.
+
+use std::fmt;
+use std::sync::Arc;
+
+use keyhold_crypto::sha256;
+use keyhold_storage::{Batch, ChainLink, Store};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::trees::AUDIT;
+use crate::{AccountId, DomainError, PatientId};
+
+const VERSION: u8 = 1;
+const HEADER: usize = 1 + 8 + 32 + 32;
+
+/// What was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Read,
+    Create,
+    Update,
+    Delete,
+    Export,
+    SignUp,
+    SignIn,
+    SignInFailed,
+    SignOut,
+    Grant,
+    Revoke,
+    BreakGlass,
+    KeyRotation,
+}
+
+impl AuditAction {
+    pub fn label(&self) -> &'static str {
+        match self {
+            AuditAction::Read => "Viewed",
+            AuditAction::Create => "Added",
+            AuditAction::Update => "Changed",
+            AuditAction::Delete => "Deleted",
+            AuditAction::Export => "Downloaded",
+            AuditAction::SignUp => "Created an account",
+            AuditAction::SignIn => "Signed in",
+            AuditAction::SignInFailed => "Failed sign-in",
+            AuditAction::SignOut => "Signed out",
+            AuditAction::Grant => "Shared",
+            AuditAction::Revoke => "Stopped sharing",
+            AuditAction::BreakGlass => "Emergency access",
+            AuditAction::KeyRotation => "Rotated keys",
+        }
+    }
+}
+
+/// The role the actor acted in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditRole {
+    Patient,
+    Carer,
+    Professional,
+    OrgAdmin,
+    RecordsOfficer,
+    Operator,
+    Anonymous,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Denied,
+    Failed,
+}
+
+/// Who acted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditActor {
+    pub account: Option<AccountId>,
+    pub role: AuditRole,
+    pub organisation: Option<String>,
+    pub acting_for: Option<PatientId>,
+}
+
+impl AuditActor {
+    pub fn patient(account: AccountId) -> Self {
+        AuditActor {
+            account: Some(account),
+            role: AuditRole::Patient,
+            organisation: None,
+            acting_for: None,
+        }
+    }
+
+    pub fn operator() -> Self {
+        AuditActor {
+            account: None,
+            role: AuditRole::Operator,
+            organisation: None,
+            acting_for: None,
+        }
+    }
+
+    pub fn anonymous() -> Self {
+        AuditActor {
+            account: None,
+            role: AuditRole::Anonymous,
+            organisation: None,
+            acting_for: None,
+        }
+    }
+}
+
+/// One audited event, before the committer gives it a place in the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: AuditActor,
+    pub action: AuditAction,
+    pub patient: Option<PatientId>,
+    /// A resource reference made of kinds and ids only: `record`, `entry/<id>`.
+    pub resource: String,
+    pub purpose: String,
+    pub outcome: Outcome,
+}
+
+/// A decoded, stored entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub prev: [u8; 32],
+    pub hash: [u8; 32],
+    pub event: AuditEvent,
+}
+
+fn entry_hash(seq: u64, prev: &[u8; 32], body: &[u8]) -> [u8; 32] {
+    let mut m = Vec::with_capacity(16 + 8 + 32 + body.len());
+    m.extend_from_slice(b"keyhold-audit/v1");
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(prev);
+    m.extend_from_slice(body);
+    sha256(&m)
+}
+
+/// Raw parts of a stored entry, without parsing the body.
+struct RawEntry<'a> {
+    seq: u64,
+    prev: [u8; 32],
+    hash: [u8; 32],
+    body: &'a [u8],
+}
+
+fn split(bytes: &[u8]) -> Option<RawEntry<'_>> {
+    if bytes.len() < HEADER || bytes[0] != VERSION {
+        return None;
+    }
+    Some(RawEntry {
+        seq: u64::from_be_bytes(bytes[1..9].try_into().ok()?),
+        prev: bytes[9..41].try_into().ok()?,
+        hash: bytes[41..73].try_into().ok()?,
+        body: &bytes[HEADER..],
+    })
+}
+
+/// Decodes a stored entry; `None` if it is malformed.
+pub fn decode(bytes: &[u8]) -> Option<AuditEntry> {
+    let raw = split(bytes)?;
+    let event = serde_json::from_slice(raw.body).ok()?;
+    Some(AuditEntry {
+        seq: raw.seq,
+        prev: raw.prev,
+        hash: raw.hash,
+        event,
+    })
+}
+
+/// Links entries in the committer: the only place a hash is chosen.
+pub struct AuditChain;
+
+impl ChainLink for AuditChain {
+    fn link(&self, seq: u64, previous: Option<&[u8]>, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let prev = match previous {
+            None => [0u8; 32],
+            Some(p) => split(p).ok_or("the previous audit entry is malformed")?.hash,
+        };
+        let hash = entry_hash(seq, &prev, payload);
+        let mut v = Vec::with_capacity(HEADER + payload.len());
+        v.push(VERSION);
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(&prev);
+        v.extend_from_slice(&hash);
+        v.extend_from_slice(payload);
+        Ok(v)
+    }
+}
+
+/// The one path events take into the store.
+#[derive(Clone)]
+pub struct AuditLog {
+    store: Arc<dyn Store>,
+}
+
+impl AuditLog {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        AuditLog { store }
+    }
+
+    /// Adds `event` to `batch`, so it is written atomically with the change it
+    /// describes.
+    pub fn add(&self, batch: &mut Batch, event: &AuditEvent) -> Result<(), DomainError> {
+        batch.append(AUDIT, serde_json::to_vec(event)?);
+        Ok(())
+    }
+
+    /// Writes `event` on its own and waits until it is durable. Reads call this
+    /// before they return any patient data.
+    pub async fn record(&self, event: &AuditEvent) -> Result<(), DomainError> {
+        let mut b = Batch::new();
+        self.add(&mut b, event)?;
+        self.store.submit(b).await?;
+        Ok(())
+    }
+
+    /// Entries about `patient`, newest first.
+    pub fn for_patient(&self, patient: PatientId, limit: usize) -> Result<Vec<AuditEntry>, DomainError> {
+        // A full scan: fine for the embedded store's scale; a per-patient index
+        // tree is the next step when the log grows (see docs/PERFORMANCE.md).
+        let mut out = Vec::new();
+        for item in self.store.scan(AUDIT, b"") {
+            let (_, v) = item?;
+            if let Some(e) = decode(&v) {
+                if e.event.patient == Some(patient) {
+                    out.push(e);
+                }
+            }
+        }
+        out.reverse();
+        out.truncate(limit);
+        Ok(out)
+    }
+}
+
+/// What `verify` found wrong, with the position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainBreak {
+    /// The key and the sequence number inside disagree, or numbers skip: an
+    /// entry was removed, inserted or moved.
+    Sequence { position: u64, found: u64 },
+    /// The entry does not link to the one before it.
+    Link { seq: u64 },
+    /// The entry's contents do not match its hash: it was changed.
+    Hash { seq: u64 },
+    /// The entry cannot be decoded at all.
+    Malformed { seq: u64 },
+}
+
+impl fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChainBreak::Sequence { position, found } => write!(
+                f,
+                "entry at position {position} has sequence number {found}: an entry was removed, inserted or reordered"
+            ),
+            ChainBreak::Link { seq } => write!(f, "entry {seq} does not link to the entry before it"),
+            ChainBreak::Hash { seq } => write!(f, "entry {seq} was changed: its hash does not match its contents"),
+            ChainBreak::Malformed { seq } => write!(f, "entry {seq} cannot be decoded"),
+        }
+    }
+}
+
+/// The result of a full verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSummary {
+    pub entries: u64,
+    pub head: [u8; 32],
+}
+
+/// Walks the whole chain. Finds any changed, removed, inserted or reordered
+/// entry. (A truncated tail needs a signed checkpoint to detect; those come with
+/// the checkpoint work.)
+pub fn verify(store: &dyn Store) -> Result<Result<ChainSummary, ChainBreak>, DomainError> {
+    let mut prev = [0u8; 32];
+    let mut position = 0u64;
+    for item in store.scan(AUDIT, b"") {
+        let (key, value) = item?;
+        let key_seq = <[u8; 8]>::try_from(key.as_slice()).map(u64::from_be_bytes).unwrap_or(u64::MAX);
+        let Some(raw) = split(&value) else {
+            return Ok(Err(ChainBreak::Malformed { seq: position }));
+        };
+        if raw.seq != position || key_seq != position {
+            return Ok(Err(ChainBreak::Sequence {
+                position,
+                found: if key_seq != position { key_seq } else { raw.seq },
+            }));
+        }
+        if raw.prev != prev {
+            return Ok(Err(ChainBreak::Link { seq: raw.seq }));
+        }
+        if entry_hash(raw.seq, &raw.prev, raw.body) != raw.hash {
+            return Ok(Err(ChainBreak::Hash { seq: raw.seq }));
+        }
+        if serde_json::from_slice::<AuditEvent>(raw.body).is_err() {
+            return Ok(Err(ChainBreak::Malformed { seq: raw.seq }));
+        }
+        prev = raw.hash;
+        position += 1;
+    }
+    Ok(Ok(ChainSummary {
+        entries: position,
+        head: prev,
+    }))
+}

@@ -1,0 +1,356 @@
+//! Synthetic patients for demos, tests and benchmarks. Every value is made up:
+//! NHS numbers come from the 999 range the NHS keeps for testing, phone numbers
+//! from Ofcom's drama ranges, emails from the reserved `.test` domain.
+
+use std::collections::HashSet;
+
+use keyhold_storage::Batch;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use time::{Date, Duration, Month};
+
+use crate::audit::{AuditAction, AuditActor, AuditEvent, Outcome};
+use crate::documents::NewDocument;
+use crate::record::{EmergencyContact, Gender};
+use crate::upload::FileType;
+use crate::{Category, Demographics, DomainError, Email, EntryKind, Keyhold, NewEntry, NhsNumber, PatientId, Source};
+
+const GIVEN: &[&str] = &[
+    "Amelia", "Oliver", "Isabella", "Harrison", "Mohammed", "Charlotte", "Frederick", "Siobhan", "Gareth",
+    "Eleanor", "Tobias", "Florence", "Rajesh", "Imogen", "Cameron", "Beatrice", "Lachlan", "Rosalind",
+    "Desmond", "Yasmin", "Ignatius", "Marguerite", "Leopold", "Henrietta", "Winifred", "Aurelio", "Octavia",
+    "Cornelius", "Anjali", "Temitope",
+];
+const FAMILY: &[&str] = &[
+    "Ashworth", "Blackwood", "Carrington", "Delacroix", "Fairweather", "Greenhalgh", "Hollingsworth",
+    "Kettleborough", "Lockwood", "Merriweather", "Northcott", "Pemberton", "Quarrington", "Rowntree",
+    "Silverstone", "Thistlewood", "Underhill", "Whitmore", "Zabrowski", "Okonkwo", "Ramanathan",
+    "Fitzgerald", "Castellano", "Abernethy", "Braithwaite",
+];
+const STREETS: &[&str] = &[
+    "Juniper Crescent", "Larkspur Avenue", "Foxglove Lane", "Cobblestone Row", "Heronsgate Road",
+    "Marigold Terrace", "Kingfisher Close", "Beechwood Drive", "Saxonbury Way", "Tamarisk Gardens",
+];
+const TOWNS: &[&str] = &["Leeds", "Harrogate", "Wakefield", "Bradford", "Halifax", "Huddersfield"];
+const WORDS: &[&str] = &[
+    "lantern", "harbour", "meadow", "copper", "thimble", "orchard", "velvet", "compass", "saffron", "quill",
+    "pebble", "juniper",
+];
+const GP: &str = "Riverside Medical Practice";
+const HOSPITAL: &str = "St Oswald's Hospital NHS Foundation Trust";
+const MENTAL_HEALTH: &str = "Northbridge Community Mental Health Team";
+const SOCIAL_CARE: &str = "Kingsmead Council Adult Social Care";
+const SEXUAL_HEALTH: &str = "Kingsmead Sexual Health Clinic";
+
+/// The plaintext values one seeded patient holds, for the identities file that
+/// tests search the store for.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoIdentity {
+    pub patient_id: PatientId,
+    pub given_name: String,
+    pub family_name: String,
+    pub full_name: String,
+    pub nhs_number: String,
+    pub nhs_number_formatted: String,
+    pub email: String,
+    pub date_of_birth: String,
+    pub address_line: String,
+    pub postcode: String,
+    pub phone: String,
+    pub note_phrase: String,
+}
+
+/// A demo sign-in to print for a newcomer.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoAccount {
+    pub email: String,
+    pub password: String,
+    pub who: String,
+}
+
+/// The password of every demo account. Demo data only; printed at start.
+pub const DEMO_PASSWORD: &str = "keyhold-demo-2026";
+
+/// Makes people: unique NHS numbers, plausible everything else.
+pub struct Generator<R: Rng> {
+    rng: R,
+    used_nhs: HashSet<String>,
+    counter: u32,
+}
+
+fn pick<'a, R: Rng>(rng: &mut R, from: &'a [&'a str]) -> &'a str {
+    from.choose(rng).copied().unwrap_or("")
+}
+
+impl<R: Rng> Generator<R> {
+    pub fn new(rng: R) -> Self {
+        Generator { rng, used_nhs: HashSet::new(), counter: 0 }
+    }
+
+    fn nhs_number(&mut self) -> Result<NhsNumber, DomainError> {
+        for _ in 0..10_000 {
+            let mut nine = [9u8, 9, 9, 0, 0, 0, 0, 0, 0];
+            for d in nine.iter_mut().skip(3) {
+                *d = self.rng.gen_range(0..10);
+            }
+            if let Some(n) = NhsNumber::from_nine(nine) {
+                if self.used_nhs.insert(n.digits()) {
+                    return Ok(n);
+                }
+            }
+        }
+        Err(DomainError::Internal("ran out of test NHS numbers".into()))
+    }
+
+    fn date(&mut self, from_year: i32, to_year: i32) -> Date {
+        let year = self.rng.gen_range(from_year..=to_year);
+        let month = Month::try_from(self.rng.gen_range(1..=12u8)).unwrap_or(Month::January);
+        let day = self.rng.gen_range(1..=28u8);
+        Date::from_calendar_date(year, month, day).unwrap_or(Date::MIN)
+    }
+
+    /// One synthetic person's demographics and identity values.
+    pub fn person(&mut self) -> Result<(Demographics, DemoIdentity), DomainError> {
+        self.counter += 1;
+        let given = pick(&mut self.rng, GIVEN).to_string();
+        let family = pick(&mut self.rng, FAMILY).to_string();
+        let nhs = self.nhs_number()?;
+        let dob = self.date(1936, 2019);
+        let email_text = format!(
+            "{}.{}.{}{}@example.test",
+            given.to_lowercase(),
+            family.to_lowercase(),
+            self.counter,
+            self.rng.gen_range(100..1000)
+        );
+        let email = Email::parse(&email_text).map_err(|e| DomainError::Internal(e.to_string()))?;
+        let address_line = format!("{} {}", self.rng.gen_range(2..240), pick(&mut self.rng, STREETS));
+        let town = pick(&mut self.rng, TOWNS).to_string();
+        let letters = b"ABDEFGHJLNPQRSTUWXYZ";
+        let postcode = format!(
+            "LS{} {}{}{}",
+            self.rng.gen_range(1..30),
+            self.rng.gen_range(1..10),
+            char::from(letters[self.rng.gen_range(0..letters.len())]),
+            char::from(letters[self.rng.gen_range(0..letters.len())]),
+        );
+        let phone = format!("07700 900{:03}", self.rng.gen_range(0..1000));
+        let note_phrase = format!(
+            "please remember my {} {} when booking, reference {:06}",
+            pick(&mut self.rng, WORDS),
+            pick(&mut self.rng, WORDS),
+            self.rng.gen_range(0..1_000_000)
+        );
+        let gender = [Gender::Female, Gender::Male, Gender::Other][self.rng.gen_range(0..3)];
+        let d = Demographics {
+            given_name: given.clone(),
+            family_name: family.clone(),
+            date_of_birth: Some(dob),
+            gender,
+            nhs_number: Some(nhs),
+            address_lines: vec![address_line.clone(), town],
+            postcode: postcode.clone(),
+            phones: vec![phone.clone()],
+            email: Some(email),
+            gp_practice: GP.into(),
+            ethnicity: pick(&mut self.rng, &["White British", "Indian", "Black African", "Mixed", "Pakistani", "Irish"]).into(),
+            languages: vec!["English".into()],
+            interpreter_needed: false,
+            religion: pick(&mut self.rng, &["None", "Christian", "Muslim", "Hindu", "Sikh", "Jewish"]).into(),
+            marital_status: pick(&mut self.rng, &["Single", "Married", "Civil partnership", "Widowed"]).into(),
+            disabilities: Vec::new(),
+            lives_alone: Some(self.rng.gen_bool(0.3)),
+            aliases: Vec::new(),
+            emergency_contacts: vec![EmergencyContact {
+                name: format!("{} {}", pick(&mut self.rng, GIVEN), family),
+                relationship: pick(&mut self.rng, &["Partner", "Daughter", "Son", "Sister", "Friend"]).into(),
+                phone: format!("07700 900{:03}", self.rng.gen_range(0..1000)),
+            }],
+            date_of_death: None,
+            sensitive: false,
+        };
+        let identity = DemoIdentity {
+            patient_id: PatientId::new_random(), // replaced once stored
+            full_name: format!("{given} {family}"),
+            given_name: given,
+            family_name: family,
+            nhs_number: nhs.digits(),
+            nhs_number_formatted: nhs.to_string(),
+            email: email_text,
+            date_of_birth: dob.to_string(),
+            address_line,
+            postcode,
+            phone,
+            note_phrase,
+        };
+        Ok((d, identity))
+    }
+
+    /// A varied set of entries from several organisations, across categories.
+    pub fn entries(&mut self, today: Date, note_phrase: &str) -> Vec<(NewEntry, Source)> {
+        let org = |n: &str| Source::Organisation { name: n.into() };
+        let past = |rng: &mut R, max_days: i64| today - Duration::days(rng.gen_range(7..max_days));
+        let mut out = Vec::new();
+        let mut add = |kind, title: &str, date, category, details: &str, source: Source| {
+            out.push((
+                NewEntry { kind, title: title.into(), date, end_date: None, category, details: details.into() },
+                source,
+            ));
+        };
+        let r = &mut self.rng;
+        let allergy = pick(r, &["Penicillin", "Peanuts", "Latex", "Aspirin", "House dust mite"]);
+        add(EntryKind::Allergy, allergy, past(r, 4000), Category::General, "Reaction: rash and swelling. Severity: moderate.", org(GP));
+        let meds = ["Amlodipine 5 mg tablets", "Salbutamol 100 micrograms inhaler", "Metformin 500 mg tablets", "Sertraline 50 mg tablets"];
+        let med = meds[r.gen_range(0..3)];
+        add(EntryKind::Medication, med, past(r, 900), Category::General, "Take as directed. Repeat prescription.", org(GP));
+        add(EntryKind::Immunisation, pick(r, &["Influenza vaccine", "COVID-19 booster", "Tetanus, diphtheria and polio"]), past(r, 700), Category::General, "Given in the left upper arm.", org(GP));
+        add(EntryKind::Condition, pick(r, &["Asthma", "Hypertension", "Type 2 diabetes", "Osteoarthritis of knee"]), past(r, 6000), Category::General, "Diagnosed and managed in primary care.", org(GP));
+        add(EntryKind::Encounter, "GP consultation", past(r, 200), Category::General, "Reviewed symptoms and medication. Follow up in 3 months.", org(GP));
+        add(EntryKind::Encounter, "Emergency department attendance", past(r, 1500), Category::General, "Seen and discharged the same day.", org(HOSPITAL));
+        add(EntryKind::Appointment, "Outpatient follow-up", today + Duration::days(r.gen_range(3..90)), Category::General, "Clinic 4, level 2. Please arrive 10 minutes early.", org(HOSPITAL));
+        add(EntryKind::Appointment, "Annual review", past(r, 300), Category::General, "Attended.", org(GP));
+        add(EntryKind::CareContact, "Dr Imran Haque (GP)", past(r, 3000), Category::General, "Riverside Medical Practice, 0113 496 0123", org(GP));
+        add(EntryKind::QuestionnaireResponse, "PHQ-9 depression score", past(r, 120), Category::MentalHealth, "Score 7 of 27: mild.", org(MENTAL_HEALTH));
+        add(EntryKind::Encounter, "Community mental health review", past(r, 150), Category::MentalHealth, "Mood improving; continue current plan.", org(MENTAL_HEALTH));
+        add(EntryKind::Encounter, "Care needs assessment", past(r, 400), Category::SocialCare, "Eligible for two visits a day.", org(SOCIAL_CARE));
+        if r.gen_bool(0.3) {
+            add(EntryKind::Encounter, "Sexual health screening", past(r, 500), Category::SexualHealth, "Routine screen; results normal.", org(SEXUAL_HEALTH));
+        }
+        if r.gen_bool(0.2) {
+            add(EntryKind::Condition, "Restricted entry", past(r, 800), Category::Restricted, "Held at the patient's request.", org(HOSPITAL));
+        }
+        add(EntryKind::Note, "Note for my care team", past(r, 60), Category::General, note_phrase, Source::PatientEntered);
+        out
+    }
+}
+
+/// A one-page PDF with the given lines (Helvetica), valid enough for any reader.
+pub fn simple_pdf(lines: &[&str]) -> Vec<u8> {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('(', "\\(").replace(')', "\\)");
+    let mut content = String::from("BT /F1 12 Tf 72 770 Td 16 TL\n");
+    for l in lines {
+        content.push_str(&format!("({}) Tj T*\n", esc(l)));
+    }
+    content.push_str("ET\n");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_string(),
+        format!("<< /Length {} >>\nstream\n{}endstream", content.len(), content),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
+    ];
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n{}\nendobj\n", i + 1, o).as_bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for off in offsets {
+        pdf.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+    );
+    pdf
+}
+
+impl Keyhold {
+    /// Stores one synthetic patient with entries and a discharge letter, in one
+    /// atomic, audited write.
+    pub async fn seed_patient<R: Rng>(
+        &self,
+        gen: &mut Generator<R>,
+        demographics: Demographics,
+        identity: &mut DemoIdentity,
+    ) -> Result<PatientId, DomainError> {
+        let today = self.clock.now().date();
+        let mut batch = Batch::new();
+        let patient = self.new_patient(&mut batch, &demographics)?;
+        identity.patient_id = patient;
+        for (entry, source) in gen.entries(today, &identity.note_phrase) {
+            self.entry_into(&mut batch, patient, entry, source)?;
+        }
+        let letter = simple_pdf(&[
+            "St Oswald's Hospital NHS Foundation Trust - Discharge summary (synthetic)",
+            "Admitted with shortness of breath; treated and discharged home.",
+            "Follow up with your GP in two weeks.",
+        ]);
+        self.document_into(
+            &mut batch,
+            patient,
+            NewDocument {
+                title: "Discharge summary".into(),
+                category: Category::General,
+                filename: "discharge-summary.pdf".into(),
+                bytes: letter,
+            },
+            FileType::Pdf,
+            Source::Organisation { name: HOSPITAL.into() },
+        )?;
+        self.audit.add(
+            &mut batch,
+            &AuditEvent {
+                at: self.clock.now(),
+                actor: AuditActor::operator(),
+                action: AuditAction::Create,
+                patient: Some(patient),
+                resource: "record".into(),
+                purpose: "seed synthetic demo data".into(),
+                outcome: Outcome::Success,
+            },
+        )?;
+        self.store.submit(batch).await?;
+        Ok(patient)
+    }
+
+    /// Seeds `n` synthetic patients; returns what was seeded, in plaintext, for
+    /// the caller to write outside the data folder.
+    pub async fn seed_patients(&self, n: usize) -> Result<Vec<DemoIdentity>, DomainError> {
+        let mut gen = Generator::new(rand::rngs::StdRng::from_entropy());
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (d, mut identity) = gen.person()?;
+            self.seed_patient(&mut gen, d, &mut identity).await?;
+            out.push(identity);
+        }
+        Ok(out)
+    }
+
+    /// The `serve --demo` data set: a handful of patients, two of them with
+    /// accounts a newcomer can sign in with.
+    pub async fn seed_demo(&self) -> Result<Vec<DemoAccount>, DomainError> {
+        let mut gen = Generator::new(rand::rngs::StdRng::from_entropy());
+        let mut accounts = Vec::new();
+        for i in 0..8 {
+            let (mut d, mut identity) = gen.person()?;
+            let login = match i {
+                0 => Some(("patient@demo.keyhold.test", "a patient with a full record")),
+                1 => Some(("sensitive@demo.keyhold.test", "a patient whose record is marked sensitive")),
+                _ => None,
+            };
+            if i == 1 {
+                d.sensitive = true;
+            }
+            if i == 2 {
+                d.date_of_death = Some(self.clock.now().date() - Duration::days(200));
+            }
+            if let Some((email, _)) = login {
+                d.email = Email::parse(email).ok();
+            }
+            let patient = self.seed_patient(&mut gen, d, &mut identity).await?;
+            if let Some((email, who)) = login {
+                self.create_account_for(email, DEMO_PASSWORD, patient).await?;
+                accounts.push(DemoAccount { email: email.into(), password: DEMO_PASSWORD.into(), who: who.into() });
+            }
+        }
+        Ok(accounts)
+    }
+
+    /// True when no patient has been stored yet.
+    pub fn is_empty(&self) -> Result<bool, DomainError> {
+        Ok(self.store.scan(crate::trees::PATIENTS, b"").next().is_none())
+    }
+}

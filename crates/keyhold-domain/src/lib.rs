@@ -1,0 +1,40 @@
+//! Keyhold's domain: the types of a health record, the policy that decides who
+//! may touch it, the services that seal, store and audit it. No HTTP here; the
+//! web layer and the command line both drive [`Keyhold`].
+//!
+//! Architecture invariant: every service method that returns patient data has
+//! called [`policy::decide`] and waited for its audit entry to be durable.
+
+mod accounts;
+pub mod audit;
+mod category;
+pub mod clock;
+pub mod demo;
+mod documents;
+mod email;
+mod error;
+mod ids;
+pub mod keystore;
+mod nhs_number;
+pub mod policy;
+mod record;
+mod records;
+mod rows;
+mod service;
+pub mod trees;
+pub mod upload;
+mod vault;
+
+pub use accounts::{Password, SessionToken, SignedIn, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+pub use category::Category;
+pub use documents::{DocumentMeta, DocumentReader, NewDocument, CHUNK_SIZE};
+pub use email::{Email, EmailError};
+pub use error::{DomainError, FieldError};
+pub use ids::{AccountId, DocumentId, EntryId, PatientId};
+pub use nhs_number::{NhsNumber, NhsNumberError};
+pub use record::{Demographics, EmergencyContact, Entry, EntryKind, Gender, NewEntry, Source};
+pub use records::RecordView;
+pub use service::{open_memory_store, open_store, Keyhold, Settings};
+
+/// Re-exported so the binary can build key rings without naming the crypto crate.
+pub use keyhold_crypto::{random_token, MacKey, MasterKeyring};

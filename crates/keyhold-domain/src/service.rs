@@ -1,0 +1,227 @@
+//! `Keyhold`: the application core that every front end (web, command line)
+//! drives. It owns the store, the vault, the audit log and the clock.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use keyhold_crypto::{AuditSigningKey, PasswordHasher};
+use keyhold_storage::{open_memory, open_sled, Batch, ChainLink, Store};
+use time::Duration;
+use tokio::sync::Semaphore;
+
+use crate::audit::{AuditChain, AuditLog};
+use crate::clock::Clock;
+use crate::ids::KeyOwner;
+use crate::keystore::LoadedKeys;
+use crate::trees::{AUDIT, DEKS, META, SCHEMA_VERSION};
+use crate::vault::Vault;
+use crate::DomainError;
+
+/// Tunables, with defaults fit for one machine.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Unwrapped data keys kept in memory.
+    pub dek_cache_size: usize,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: usize,
+    /// Password hashes computed at once (each takes ~19 MiB and a core).
+    pub hashing_concurrency: usize,
+    /// Hashing requests allowed to wait; beyond this they are shed (503).
+    pub hashing_max_waiting: usize,
+    pub session_idle: Duration,
+    pub session_absolute: Duration,
+    /// Use the cheapest argon2 parameters. Tests only: never in production.
+    pub danger_fast_hashing: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            dek_cache_size: 10_000,
+            max_upload_bytes: 20 * 1024 * 1024,
+            hashing_concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            hashing_max_waiting: 64,
+            session_idle: Duration::minutes(30),
+            session_absolute: Duration::hours(12),
+            danger_fast_hashing: false,
+        }
+    }
+}
+
+/// Password hashing off the async runtime, bounded: a flood of sign-ins waits
+/// for a permit or is shed, and cannot starve other requests of threads.
+pub(crate) struct Hashing {
+    hasher: Arc<PasswordHasher>,
+    permits: Semaphore,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+impl Hashing {
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
+    ) -> Result<T, DomainError> {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(DomainError::Overloaded);
+        }
+        let permit = self.permits.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let _permit = permit.map_err(|_| DomainError::Internal("hashing closed".into()))?;
+        let hasher = self.hasher.clone();
+        tokio::task::spawn_blocking(move || f(&hasher))
+            .await
+            .map_err(|e| DomainError::Internal(format!("hashing task: {e}")))
+    }
+}
+
+pub struct Keyhold {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) vault: Vault,
+    pub(crate) audit: AuditLog,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) hashing: Hashing,
+    pub(crate) settings: Settings,
+    #[allow(dead_code)]
+    pub(crate) audit_signer: AuditSigningKey,
+}
+
+fn chains() -> Vec<(keyhold_storage::TreeName, Arc<dyn ChainLink>)> {
+    vec![(AUDIT, Arc::new(AuditChain))]
+}
+
+/// Opens the sled store under `data_dir` (created if absent).
+pub fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, DomainError> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| DomainError::Internal(format!("cannot create {}: {e}", data_dir.display())))?;
+    Ok(open_sled(&data_dir.join("store"), chains())?)
+}
+
+/// An in-memory store, for tests of the layers above.
+pub fn open_memory_store() -> Result<Arc<dyn Store>, DomainError> {
+    Ok(open_memory(chains())?)
+}
+
+impl Keyhold {
+    /// Opens the service over the sled store in `data_dir`.
+    pub fn open(
+        data_dir: &Path,
+        keys: LoadedKeys,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, DomainError> {
+        Self::with_store(open_store(data_dir)?, keys, settings, clock)
+    }
+
+    /// Opens the service over any store; checks the schema version and that the
+    /// master keys open this store's data keys.
+    pub fn with_store(
+        store: Arc<dyn Store>,
+        keys: LoadedKeys,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, DomainError> {
+        check_schema(store.as_ref())?;
+        let vault = Vault::new(store.clone(), keys.keyring, keys.index, settings.dek_cache_size);
+        check_canary(store.as_ref(), &vault)?;
+        let hasher = if settings.danger_fast_hashing {
+            PasswordHasher::danger_fast_for_tests()
+        } else {
+            PasswordHasher::owasp()
+        };
+        let hashing = Hashing {
+            hasher: Arc::new(hasher),
+            permits: Semaphore::new(settings.hashing_concurrency.max(1)),
+            waiting: AtomicUsize::new(0),
+            max_waiting: settings.hashing_max_waiting,
+        };
+        Ok(Arc::new(Keyhold {
+            audit: AuditLog::new(store.clone()),
+            store,
+            vault,
+            clock,
+            hashing,
+            settings,
+            audit_signer: keys.audit,
+        }))
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// A MAC key derived from the index key for one purpose (e.g. "csrf"), so the
+    /// web layer needs no key file of its own and purposes cannot be confused.
+    pub fn mac_key(&self, purpose: &str) -> keyhold_crypto::MacKey {
+        self.vault.index_key().derive(purpose)
+    }
+
+    /// Today's date by the service's clock (ages, "future appointments").
+    pub fn today(&self) -> time::Date {
+        self.clock.now().date()
+    }
+
+    /// The store answers and the master keys open its data keys.
+    pub fn health(&self) -> Result<(), DomainError> {
+        self.store.get(META, b"schema_version")?;
+        check_canary(self.store.as_ref(), &self.vault)
+    }
+
+    /// Re-wraps every data key under the newest key of `keys` (rotation).
+    pub fn rewrap_data_keys(&self, keys: keyhold_crypto::MasterKeyring) -> Result<usize, DomainError> {
+        self.vault.rewrap_all(keys)
+    }
+}
+
+fn check_schema(store: &dyn Store) -> Result<(), DomainError> {
+    match store.get(META, b"schema_version")? {
+        Some(v) => {
+            let found = <[u8; 4]>::try_from(v.as_slice()).map(u32::from_be_bytes).unwrap_or(0);
+            if found != SCHEMA_VERSION {
+                return Err(DomainError::Schema(format!(
+                    "this store has schema version {found}, but this keyhold reads version {SCHEMA_VERSION}; \
+                     use the matching keyhold release (or its migration) for this data folder"
+                )));
+            }
+        }
+        None => {
+            let mut b = Batch::new();
+            b.require_absent(META, b"schema_version".to_vec());
+            b.put(META, b"schema_version".to_vec(), SCHEMA_VERSION.to_be_bytes().to_vec());
+            store.submit(b).wait()?;
+        }
+    }
+    Ok(())
+}
+
+/// The canary is a data key like any other; if it does not unwrap, the keys
+/// folder does not belong to this data folder, and nothing would open.
+fn check_canary(store: &dyn Store, vault: &Vault) -> Result<(), DomainError> {
+    if store.get(DEKS, &KeyOwner::Canary.key())?.is_none() {
+        let mut b = Batch::new();
+        vault.create_key(KeyOwner::Canary, &mut b)?;
+        store.submit(b).wait()?;
+        return Ok(());
+    }
+    vault.forget(KeyOwner::Canary);
+    vault.key(KeyOwner::Canary).map(|_| ()).map_err(|e| match e {
+        DomainError::Crypto(_) => DomainError::Keys(
+            "the master keys in the keys folder cannot open this store's data keys: \
+             is --keys the folder that belongs to this --data folder?"
+                .into(),
+        ),
+        other => other,
+    })
+}

@@ -1,0 +1,135 @@
+//! Data keys: one per patient (and per account), stored only wrapped by the
+//! master key; unwrapped copies live in a bounded cache and are zeroized when the
+//! last reference drops (`DataKey` zeroizes itself).
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, RwLock};
+
+use keyhold_crypto::{open, seal, DataKey, IndexKey, MasterKeyring};
+use keyhold_storage::{Batch, Store};
+use lru::LruCache;
+use zeroize::Zeroizing;
+
+use crate::ids::KeyOwner;
+use crate::trees::DEKS;
+use crate::DomainError;
+
+/// What a sealed value is bound to. A ciphertext opens only with the same
+/// owner, kind, record id, version and part: moved anywhere else, it fails.
+pub struct Aad<'a> {
+    pub owner: KeyOwner,
+    pub kind: &'static str,
+    pub record: &'a [u8],
+    pub version: u32,
+    pub part: u32,
+}
+
+impl Aad<'_> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
+        let owner = self.owner.key();
+        let mut v = Vec::with_capacity(16 + owner.len() + self.kind.len() + self.record.len() + 8);
+        v.extend_from_slice(b"keyhold/v1");
+        for part in [owner.as_slice(), self.kind.as_bytes(), self.record] {
+            v.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            v.extend_from_slice(part);
+        }
+        v.extend_from_slice(&self.version.to_be_bytes());
+        v.extend_from_slice(&self.part.to_be_bytes());
+        v
+    }
+}
+
+pub struct Vault {
+    keyring: RwLock<Arc<MasterKeyring>>,
+    index: IndexKey,
+    cache: Mutex<LruCache<KeyOwner, Arc<DataKey>>>,
+    store: Arc<dyn Store>,
+}
+
+fn poisoned() -> DomainError {
+    DomainError::Internal("key cache lock poisoned".into())
+}
+
+impl Vault {
+    pub fn new(store: Arc<dyn Store>, keyring: MasterKeyring, index: IndexKey, cache_size: usize) -> Self {
+        let cap = NonZeroUsize::new(cache_size.max(1)).unwrap_or(NonZeroUsize::MIN);
+        Vault {
+            keyring: RwLock::new(Arc::new(keyring)),
+            index,
+            cache: Mutex::new(LruCache::new(cap)),
+            store,
+        }
+    }
+
+    pub fn index_key(&self) -> &IndexKey {
+        &self.index
+    }
+
+    fn keyring(&self) -> Result<Arc<MasterKeyring>, DomainError> {
+        Ok(self.keyring.read().map_err(|_| poisoned())?.clone())
+    }
+
+    /// Makes a fresh data key for `owner` and adds its wrapped form to `batch`,
+    /// refusing to overwrite an existing one.
+    pub fn create_key(&self, owner: KeyOwner, batch: &mut Batch) -> Result<Arc<DataKey>, DomainError> {
+        let dek = DataKey::generate()?;
+        let wrapped = self.keyring()?.wrap(&dek)?;
+        batch.require_absent(DEKS, owner.key());
+        batch.put(DEKS, owner.key(), wrapped);
+        let dek = Arc::new(dek);
+        self.cache.lock().map_err(|_| poisoned())?.put(owner, dek.clone());
+        Ok(dek)
+    }
+
+    /// The owner's data key, from the cache or unwrapped from the store.
+    pub fn key(&self, owner: KeyOwner) -> Result<Arc<DataKey>, DomainError> {
+        if let Some(k) = self.cache.lock().map_err(|_| poisoned())?.get(&owner) {
+            return Ok(k.clone());
+        }
+        let wrapped = self.store.get(DEKS, &owner.key())?.ok_or(DomainError::NotFound)?;
+        let dek = Arc::new(self.keyring()?.unwrap(&wrapped)?);
+        self.cache.lock().map_err(|_| poisoned())?.put(owner, dek.clone());
+        Ok(dek)
+    }
+
+    /// Drops a cached key (after erasure, or when a batch that created it failed).
+    pub fn forget(&self, owner: KeyOwner) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.pop(&owner);
+        }
+    }
+
+    pub fn seal(&self, dek: &DataKey, aad: &Aad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, DomainError> {
+        Ok(seal(dek, &aad.bytes(), plaintext)?)
+    }
+
+    pub fn open(&self, dek: &DataKey, aad: &Aad<'_>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, DomainError> {
+        Ok(open(dek, &aad.bytes(), sealed)?)
+    }
+
+    /// A blind index: equal inputs give equal outputs, and nothing else can be
+    /// learnt from it without the index key.
+    pub fn blind(&self, domain: &str, value: &str) -> [u8; 32] {
+        self.index.blind(domain, value.as_bytes())
+    }
+
+    /// Re-wraps every data key in the store under the newest master key of
+    /// `keyring`, then makes that keyring current. Records are not touched.
+    /// Returns how many keys were re-wrapped.
+    pub fn rewrap_all(&self, keyring: MasterKeyring) -> Result<usize, DomainError> {
+        let mut batch = Batch::new();
+        let mut n = 0;
+        for item in self.store.scan(DEKS, b"") {
+            let (k, wrapped) = item?;
+            let dek = keyring.unwrap(&wrapped)?;
+            let rewrapped = keyring.wrap(&dek)?;
+            // Compare-and-swap: a key changed meanwhile (e.g. erased) is not revived.
+            batch.require_equals(DEKS, k.clone(), Some(wrapped));
+            batch.put(DEKS, k, rewrapped);
+            n += 1;
+        }
+        self.store.submit(batch).wait()?;
+        *self.keyring.write().map_err(|_| poisoned())? = Arc::new(keyring);
+        Ok(n)
+    }
+}

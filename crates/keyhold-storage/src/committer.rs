@@ -1,0 +1,221 @@
+//! The single writer: applies batches in arrival order and makes each group of
+//! them durable with one flush before answering any of them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::batch::{Batch, ChainLink, Committed, Op, Precondition, Ticket, TicketInner, TreeName};
+use crate::engine::{Engine, Write};
+use crate::kv::{full_key, StoreStats};
+use crate::StorageError;
+
+/// Upper bound on batches that share one flush, so one group's latency stays
+/// bounded under a flood.
+const MAX_GROUP: usize = 512;
+
+type Reply = oneshot::Sender<Result<Committed, StorageError>>;
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    flushes: AtomicU64,
+    largest_group: AtomicU64,
+}
+
+pub(crate) struct Committer {
+    tx: Mutex<Option<mpsc::Sender<(Batch, Reply)>>>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<Counters>,
+}
+
+/// Where a sequenced log tree stands: the next number and the last stored bytes.
+struct LogHead {
+    next: u64,
+    last: Option<Vec<u8>>,
+}
+
+struct Worker<E: Engine> {
+    engine: Arc<E>,
+    chains: HashMap<TreeName, Arc<dyn ChainLink>>,
+    heads: HashMap<TreeName, LogHead>,
+}
+
+impl Committer {
+    pub(crate) fn start<E: Engine>(
+        engine: Arc<E>,
+        chains: Vec<(TreeName, Arc<dyn ChainLink>)>,
+    ) -> Result<Self, StorageError> {
+        let (tx, rx) = mpsc::channel::<(Batch, Reply)>();
+        let counters = Arc::new(Counters::default());
+        let mut worker = Worker {
+            engine,
+            chains: chains.into_iter().collect(),
+            heads: HashMap::new(),
+        };
+        let c = counters.clone();
+        let handle = std::thread::Builder::new()
+            .name("keyhold-committer".into())
+            .spawn(move || worker.run(rx, &c))
+            .map_err(|e| StorageError::Engine(format!("cannot start committer: {e}")))?;
+        Ok(Committer {
+            tx: Mutex::new(Some(tx)),
+            handle: Mutex::new(Some(handle)),
+            counters,
+        })
+    }
+
+    pub(crate) fn submit(&self, batch: Batch) -> Ticket {
+        let (reply, rx) = oneshot::channel();
+        let sent = match self.tx.lock() {
+            Ok(guard) => match guard.as_ref() {
+                Some(tx) => tx.send((batch, reply)).is_ok(),
+                None => false,
+            },
+            Err(_) => false,
+        };
+        if sent {
+            Ticket(TicketInner::Pending(rx))
+        } else {
+            Ticket::failed(StorageError::Closed)
+        }
+    }
+
+    pub(crate) fn stats(&self) -> StoreStats {
+        StoreStats {
+            batches_committed: self.counters.batches.load(Ordering::Relaxed),
+            flushes: self.counters.flushes.load(Ordering::Relaxed),
+            largest_group: self.counters.largest_group.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Committer {
+    /// Closing the channel lets the worker finish and flush what it has.
+    fn drop(&mut self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Ok(mut h) = self.handle.lock() {
+            if let Some(h) = h.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl<E: Engine> Worker<E> {
+    fn run(&mut self, rx: mpsc::Receiver<(Batch, Reply)>, counters: &Counters) {
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            let n = group.len() as u64;
+            let mut results = Vec::with_capacity(group.len());
+            for (batch, reply) in group {
+                results.push((self.apply(batch), reply));
+            }
+            let flushed = self.engine.flush();
+            counters.flushes.fetch_add(1, Ordering::Relaxed);
+            counters.batches.fetch_add(n, Ordering::Relaxed);
+            counters.largest_group.fetch_max(n, Ordering::Relaxed);
+            for (result, reply) in results {
+                let answer = match (&flushed, result) {
+                    (Ok(()), r) => r,
+                    (Err(e), _) => Err(StorageError::Engine(format!("flush failed: {e}"))),
+                };
+                // The requester may have gone away; the write stands regardless.
+                let _ = reply.send(answer);
+            }
+            if flushed.is_err() {
+                // What the engine holds in memory no longer matches what is
+                // durable; re-read log heads from the engine before going on.
+                self.heads.clear();
+            }
+        }
+    }
+
+    fn check(&self, p: &Precondition) -> Result<bool, StorageError> {
+        Ok(match p {
+            Precondition::Absent(t, k) => self.engine.get(&full_key(*t, k))?.is_none(),
+            Precondition::Equals(t, k, expected) => {
+                self.engine.get(&full_key(*t, k))?.as_deref() == expected.as_deref()
+            }
+        })
+    }
+
+    fn head(&mut self, tree: TreeName) -> Result<&mut LogHead, StorageError> {
+        if !self.heads.contains_key(&tree) {
+            let prefix = full_key(tree, b"");
+            let head = match self.engine.last_with_prefix(&prefix)? {
+                None => LogHead { next: 0, last: None },
+                Some((k, v)) => {
+                    let raw: [u8; 8] = k[prefix.len()..].try_into().map_err(|_| {
+                        StorageError::Incompatible(format!(
+                            "log tree {} holds a key that is not a sequence number",
+                            tree.as_str()
+                        ))
+                    })?;
+                    LogHead {
+                        next: u64::from_be_bytes(raw) + 1,
+                        last: Some(v),
+                    }
+                }
+            };
+            self.heads.insert(tree, head);
+        }
+        self.heads
+            .get_mut(&tree)
+            .ok_or_else(|| StorageError::Engine("log head vanished".into()))
+    }
+
+    fn apply(&mut self, batch: Batch) -> Result<Committed, StorageError> {
+        for p in &batch.preconditions {
+            if !self.check(p)? {
+                return Err(StorageError::Conflict);
+            }
+        }
+        let mut writes: Vec<Write> = Vec::with_capacity(batch.ops.len());
+        let mut appended = Vec::new();
+        // Heads move only once the engine has taken the writes.
+        let mut new_heads: HashMap<TreeName, LogHead> = HashMap::new();
+        for op in batch.ops {
+            match op {
+                Op::Put(t, k, v) => writes.push((full_key(t, &k), Some(v))),
+                Op::Delete(t, k) => writes.push((full_key(t, &k), None)),
+                Op::Append(t, payload) => {
+                    let (seq, prev) = match new_heads.get(&t) {
+                        Some(h) => (h.next, h.last.clone()),
+                        None => {
+                            let h = self.head(t)?;
+                            (h.next, h.last.clone())
+                        }
+                    };
+                    let value = match self.chains.get(&t) {
+                        Some(chain) => chain
+                            .link(seq, prev.as_deref(), &payload)
+                            .map_err(StorageError::Chain)?,
+                        None => payload,
+                    };
+                    writes.push((full_key(t, &seq.to_be_bytes()), Some(value.clone())));
+                    new_heads.insert(
+                        t,
+                        LogHead {
+                            next: seq + 1,
+                            last: Some(value),
+                        },
+                    );
+                    appended.push(seq);
+                }
+            }
+        }
+        self.engine.apply(writes)?;
+        self.heads.extend(new_heads);
+        Ok(Committed { appended })
+    }
+}

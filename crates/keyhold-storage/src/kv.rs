@@ -1,0 +1,102 @@
+//! The [`Store`] trait the domain sees, and its one implementation over any
+//! [`Engine`]: logical trees are key prefixes (`name ‖ 0x00 ‖ key`).
+
+use std::sync::Arc;
+
+use crate::batch::{Batch, Ticket, TreeName};
+use crate::committer::Committer;
+use crate::engine::Engine;
+use crate::StorageError;
+
+/// Iterator over `(key, value)` pairs of one tree, keys without the tree prefix.
+/// Errors are yielded, never dropped.
+pub type KvIter<'a> =
+    Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>> + Send + 'a>;
+
+/// Counters a `/metrics` page or a benchmark can read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoreStats {
+    pub batches_committed: u64,
+    pub flushes: u64,
+    pub largest_group: u64,
+}
+
+/// The storage boundary. Object-safe so the domain holds `Arc<dyn Store>` and a
+/// PostgreSQL backend can stand beside sled without the domain changing.
+pub trait Store: Send + Sync + 'static {
+    fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Every entry of `tree` whose key starts with `prefix`, in key order.
+    fn scan(&self, tree: TreeName, prefix: &[u8]) -> KvIter<'_>;
+    /// The entry with the greatest key in `tree`.
+    fn last(&self, tree: TreeName) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError>;
+    /// Queues an atomic batch; the ticket resolves once it is durable.
+    fn submit(&self, batch: Batch) -> Ticket;
+    fn stats(&self) -> StoreStats;
+    fn size_on_disk(&self) -> Result<u64, StorageError>;
+    /// "sled", "memory", …
+    fn backend(&self) -> &'static str;
+}
+
+pub(crate) fn full_key(tree: TreeName, key: &[u8]) -> Vec<u8> {
+    let name = tree.as_str().as_bytes();
+    let mut k = Vec::with_capacity(name.len() + 1 + key.len());
+    k.extend_from_slice(name);
+    k.push(0);
+    k.extend_from_slice(key);
+    k
+}
+
+pub(crate) struct KvStore<E: Engine> {
+    engine: Arc<E>,
+    committer: Committer,
+}
+
+impl<E: Engine> KvStore<E> {
+    pub(crate) fn new(
+        engine: E,
+        chains: Vec<(TreeName, Arc<dyn crate::ChainLink>)>,
+    ) -> Result<Self, StorageError> {
+        let engine = Arc::new(engine);
+        let committer = Committer::start(engine.clone(), chains)?;
+        Ok(KvStore { engine, committer })
+    }
+}
+
+impl<E: Engine> Store for KvStore<E> {
+    fn get(&self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.engine.get(&full_key(tree, key))
+    }
+
+    fn scan(&self, tree: TreeName, prefix: &[u8]) -> KvIter<'_> {
+        let strip = tree.as_str().len() + 1;
+        Box::new(
+            self.engine
+                .scan_prefix(&full_key(tree, prefix))
+                .map(move |r| r.map(|(k, v)| (k[strip..].to_vec(), v))),
+        )
+    }
+
+    fn last(&self, tree: TreeName) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let strip = tree.as_str().len() + 1;
+        Ok(self
+            .engine
+            .last_with_prefix(&full_key(tree, b""))?
+            .map(|(k, v)| (k[strip..].to_vec(), v)))
+    }
+
+    fn submit(&self, batch: Batch) -> Ticket {
+        self.committer.submit(batch)
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.committer.stats()
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StorageError> {
+        self.engine.size_on_disk()
+    }
+
+    fn backend(&self) -> &'static str {
+        self.engine.name()
+    }
+}

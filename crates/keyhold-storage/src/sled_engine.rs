@@ -1,0 +1,95 @@
+//! The embedded default: one sled tree, logical trees as key prefixes, so that a
+//! batch spanning several logical trees is one atomic `apply_batch`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::batch::{ChainLink, TreeName};
+use crate::engine::{Engine, RawIter, Write};
+use crate::kv::{KvStore, Store};
+use crate::StorageError;
+
+/// Marks a folder as written by this backend; another backend refuses it.
+const BACKEND_KEY: &[u8] = b"\x00backend";
+const BACKEND: &[u8] = b"sled-0.34/v1";
+
+struct SledEngine {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl Engine for SledEngine {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> RawIter<'_> {
+        Box::new(
+            self.tree
+                .scan_prefix(prefix)
+                .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into)),
+        )
+    }
+
+    fn last_with_prefix(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+        match self.tree.scan_prefix(prefix).next_back() {
+            None => Ok(None),
+            Some(r) => {
+                let (k, v) = r?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+        }
+    }
+
+    fn apply(&self, writes: Vec<Write>) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in writes {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StorageError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    fn name(&self) -> &'static str {
+        "sled"
+    }
+}
+
+/// Opens (or creates) the sled store in `dir`.
+pub fn open_sled(
+    dir: &Path,
+    chains: Vec<(TreeName, Arc<dyn ChainLink>)>,
+) -> Result<Arc<dyn Store>, StorageError> {
+    let db = sled::Config::new()
+        .path(dir)
+        .open()
+        .map_err(|e| StorageError::Incompatible(format!("cannot open the store in {}: {e}", dir.display())))?;
+    let tree = db.open_tree("kv")?;
+    match db.get(BACKEND_KEY)? {
+        None => {
+            db.insert(BACKEND_KEY, BACKEND)?;
+            db.flush()?;
+        }
+        Some(b) if b.as_ref() == BACKEND => {}
+        Some(other) => {
+            return Err(StorageError::Incompatible(format!(
+                "{} was written by another storage backend ({}); refusing to open it",
+                dir.display(),
+                String::from_utf8_lossy(&other)
+            )))
+        }
+    }
+    Ok(Arc::new(KvStore::new(SledEngine { db, tree }, chains)?))
+}

@@ -1,0 +1,152 @@
+//! One conformance suite, run against every backend.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use keyhold_storage::{open_memory, open_sled, Batch, ChainLink, StorageError, Store, TreeName};
+
+const T: TreeName = TreeName::new("things");
+const LOG: TreeName = TreeName::new("log");
+
+/// A toy chain: each stored entry is `previous-last-byte + 1 ‖ payload`, so a
+/// wrong order or a missing previous is visible.
+struct Counting;
+impl ChainLink for Counting {
+    fn link(&self, seq: u64, previous: Option<&[u8]>, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let prev_seq = previous.map(|p| u64::from_be_bytes(p[..8].try_into().unwrap()));
+        if seq > 0 && prev_seq != Some(seq - 1) {
+            return Err(format!("entry {seq} linked after {prev_seq:?}"));
+        }
+        let mut v = seq.to_be_bytes().to_vec();
+        v.extend_from_slice(payload);
+        Ok(v)
+    }
+}
+
+fn chains() -> Vec<(TreeName, Arc<dyn ChainLink>)> {
+    vec![(LOG, Arc::new(Counting))]
+}
+
+fn both(check: impl Fn(Arc<dyn Store>)) {
+    check(open_memory(chains()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    check(open_sled(dir.path(), chains()).unwrap());
+}
+
+#[test]
+fn put_get_scan_delete() {
+    both(|s| {
+        let mut b = Batch::new();
+        b.put(T, b"a/1".to_vec(), b"one".to_vec());
+        b.put(T, b"a/2".to_vec(), b"two".to_vec());
+        b.put(T, b"b/1".to_vec(), b"other".to_vec());
+        s.submit(b).wait().unwrap();
+        assert_eq!(s.get(T, b"a/1").unwrap().as_deref(), Some(&b"one"[..]));
+        let a: Vec<_> = s.scan(T, b"a/").map(|r| r.unwrap().0).collect();
+        assert_eq!(a, vec![b"a/1".to_vec(), b"a/2".to_vec()]);
+        assert_eq!(s.last(T).unwrap().unwrap().0, b"b/1".to_vec());
+        let mut d = Batch::new();
+        d.delete(T, b"a/1".to_vec());
+        s.submit(d).wait().unwrap();
+        assert_eq!(s.get(T, b"a/1").unwrap(), None);
+        // Another tree with a name that is a prefix of this one sees nothing.
+        assert_eq!(s.scan(TreeName::new("thing"), b"").count(), 0);
+    });
+}
+
+#[test]
+fn failed_precondition_writes_nothing() {
+    both(|s| {
+        let mut first = Batch::new();
+        first.put(T, b"email-index".to_vec(), b"acct-1".to_vec());
+        s.submit(first).wait().unwrap();
+
+        let mut b = Batch::new();
+        b.require_absent(T, b"email-index".to_vec());
+        b.put(T, b"email-index".to_vec(), b"acct-2".to_vec());
+        b.put(T, b"acct-2".to_vec(), b"record".to_vec());
+        b.append(LOG, b"x".to_vec());
+        assert!(matches!(s.submit(b).wait(), Err(StorageError::Conflict)));
+        assert_eq!(s.get(T, b"email-index").unwrap().as_deref(), Some(&b"acct-1"[..]));
+        assert_eq!(s.get(T, b"acct-2").unwrap(), None);
+        assert_eq!(s.scan(LOG, b"").count(), 0, "a refused batch appended to the log");
+
+        let mut cas = Batch::new();
+        cas.require_equals(T, b"email-index".to_vec(), Some(b"acct-1".to_vec()));
+        cas.put(T, b"email-index".to_vec(), b"acct-3".to_vec());
+        s.submit(cas).wait().unwrap();
+        assert_eq!(s.get(T, b"email-index").unwrap().as_deref(), Some(&b"acct-3"[..]));
+    });
+}
+
+#[test]
+fn concurrent_appends_are_contiguous_and_chained() {
+    both(|s| {
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let mut seqs = Vec::new();
+                    for i in 0..50 {
+                        let mut b = Batch::new();
+                        b.put(T, format!("k{t}-{i}").into_bytes(), b"v".to_vec());
+                        b.append(LOG, format!("{t}-{i}").into_bytes());
+                        seqs.extend(s.submit(b).wait().unwrap().appended);
+                    }
+                    seqs
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..400).collect::<Vec<_>>());
+        for (i, r) in s.scan(LOG, b"").enumerate() {
+            let (k, v) = r.unwrap();
+            assert_eq!(k, (i as u64).to_be_bytes().to_vec());
+            assert_eq!(&v[..8], &(i as u64).to_be_bytes());
+        }
+        assert!(s.stats().batches_committed >= 400);
+    });
+}
+
+#[tokio::test]
+async fn tickets_can_be_awaited() {
+    let s = open_memory(chains()).unwrap();
+    let mut b = Batch::new();
+    b.append(LOG, b"a".to_vec());
+    b.append(LOG, b"b".to_vec());
+    assert_eq!(s.submit(b).await.unwrap().appended, vec![0, 1]);
+}
+
+#[test]
+fn sled_reopens_with_data_and_log_head() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open_sled(dir.path(), chains()).unwrap();
+        let mut b = Batch::new();
+        b.put(T, b"k".to_vec(), b"v".to_vec());
+        b.append(LOG, b"first".to_vec());
+        s.submit(b).wait().unwrap();
+    }
+    let s = open_sled(dir.path(), chains()).unwrap();
+    assert_eq!(s.get(T, b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    let mut b = Batch::new();
+    b.append(LOG, b"second".to_vec());
+    assert_eq!(s.submit(b).wait().unwrap().appended, vec![1]);
+}
+
+#[test]
+fn a_chain_that_refuses_refuses_the_whole_batch() {
+    struct Refuse;
+    impl ChainLink for Refuse {
+        fn link(&self, _: u64, _: Option<&[u8]>, _: &[u8]) -> Result<Vec<u8>, String> {
+            Err("no".into())
+        }
+    }
+    let s = open_memory(vec![(LOG, Arc::new(Refuse) as Arc<dyn ChainLink>)]).unwrap();
+    let mut b = Batch::new();
+    b.put(T, b"k".to_vec(), b"v".to_vec());
+    b.append(LOG, b"x".to_vec());
+    assert!(matches!(s.submit(b).wait(), Err(StorageError::Chain(_))));
+    assert_eq!(s.get(T, b"k").unwrap(), None);
+}

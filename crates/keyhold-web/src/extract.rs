@@ -1,0 +1,114 @@
+//! Extractors: who is asking (`Viewer`), who must be signed in (`Patient`), and
+//! forms that are only accepted with a valid CSRF token (`Submitted`).
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use axum::Form;
+use keyhold_domain::policy::Principal;
+use keyhold_domain::{PatientId, SessionToken};
+use serde::de::DeserializeOwned;
+
+use crate::csrf::{self, CsrfSecret, SESSION_COOKIE};
+use crate::error::WebError;
+use crate::{cookies, AppState};
+
+/// Whoever is making the request, signed in or not.
+pub struct Viewer {
+    pub principal: Option<Principal>,
+    /// The raw session cookie, when it names a live session.
+    pub session: Option<String>,
+    pub secret: CsrfSecret,
+    pub account_email: Option<String>,
+}
+
+impl Viewer {
+    pub async fn resolve(state: &AppState, headers: &HeaderMap, secret: CsrfSecret) -> Viewer {
+        let name = cookies::name(SESSION_COOKIE, state.config.secure_cookies);
+        let mut viewer = Viewer { principal: None, session: None, secret, account_email: None };
+        let Some(raw) = cookies::get(headers, &name).filter(|v| cookies::is_token(v)) else {
+            return viewer;
+        };
+        match state.core.session(&SessionToken::from_cookie(&raw)).await {
+            Ok(Some(p)) => {
+                viewer.account_email = state.core.account_email(p.account).ok().map(|e| e.to_string());
+                viewer.principal = Some(p);
+                viewer.session = Some(raw);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "session lookup failed"),
+        }
+        viewer
+    }
+
+    pub fn csrf_token(&self, state: &AppState) -> String {
+        csrf::token(state, &self.secret, self.session.as_deref())
+    }
+
+    pub fn check_csrf(&self, state: &AppState, submitted: &str) -> Result<(), WebError> {
+        if csrf::verify(state, &self.secret, self.session.as_deref(), submitted) {
+            Ok(())
+        } else {
+            Err(WebError::Csrf)
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let secret = parts
+            .extensions
+            .get::<CsrfSecret>()
+            .cloned()
+            .ok_or_else(|| WebError::Internal("csrf middleware missing".into()))?;
+        Ok(Viewer::resolve(state, &parts.headers, secret).await)
+    }
+}
+
+/// A signed-in person and the record they are looking at (today, their own;
+/// "acting for" with the consent work). Not signed in: redirect to sign-in.
+pub struct Patient {
+    pub viewer: Viewer,
+    pub principal: Principal,
+    pub patient: PatientId,
+}
+
+impl FromRequestParts<AppState> for Patient {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let viewer = Viewer::from_request_parts(parts, state).await?;
+        let principal = viewer.principal.clone().ok_or(WebError::Unauthenticated)?;
+        let patient = principal.own_patient.ok_or(WebError::NotFound)?;
+        Ok(Patient { viewer, principal, patient })
+    }
+}
+
+/// A form that carries a CSRF token.
+pub trait CsrfField {
+    fn csrf_token(&self) -> &str;
+}
+
+/// A url-encoded form, accepted only with a valid CSRF token for this viewer.
+pub struct Submitted<T> {
+    pub viewer: Viewer,
+    pub form: T,
+}
+
+impl<T> FromRequest<AppState> for Submitted<T>
+where
+    T: DeserializeOwned + CsrfField + Send,
+{
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let viewer = Viewer::from_request_parts(&mut parts, state).await?;
+        let req = Request::from_parts(parts, body);
+        let Form(form) = Form::<T>::from_request(req, state).await.map_err(|e| WebError::BadRequest(e.body_text()))?;
+        viewer.check_csrf(state, form.csrf_token())?;
+        Ok(Submitted { viewer, form })
+    }
+}

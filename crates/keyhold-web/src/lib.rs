@@ -1,0 +1,81 @@
+//! Keyhold's web layer: axum routes, extractors and tera pages over the domain.
+//!
+//! Architecture invariant: handlers never touch the store or keys; they parse
+//! input into domain types, call a `Keyhold` service with the signed-in
+//! principal, and render what it returns.
+
+mod cookies;
+mod csrf;
+mod error;
+mod extract;
+mod headers;
+mod pages;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use keyhold_domain::Keyhold;
+use tokio::net::TcpListener;
+
+pub use error::WebError;
+
+/// Settings that only the web layer cares about.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Set behind TLS: cookies get `Secure` and the `__Host-` prefix, and HSTS is sent.
+    pub secure_cookies: bool,
+}
+
+/// Shared by every handler through axum's `State`.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) core: Arc<Keyhold>,
+    pub(crate) pages: Arc<pages::Pages>,
+    pub(crate) csrf: Arc<keyhold_domain::MacKey>,
+    pub(crate) config: Arc<WebConfig>,
+}
+
+impl AppState {
+    pub fn new(core: Arc<Keyhold>, config: WebConfig) -> Result<Self, WebError> {
+        let csrf = Arc::new(core.mac_key("csrf"));
+        Ok(AppState {
+            core,
+            pages: Arc::new(pages::Pages::load()?),
+            csrf,
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// The whole application as a router, apart from any socket (tests drive it
+/// with `oneshot`).
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// A bound, not yet running server: `build` reports the real port (bind to
+/// port 0 in tests).
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    pub async fn build(state: AppState, bind: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(bind).await?;
+        Ok(Application { listener, router: router(state) })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

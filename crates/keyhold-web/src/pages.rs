@@ -1,0 +1,134 @@
+//! Tera templates (embedded at build time) and the context every page shares.
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use keyhold_domain::{Demographics, FieldError};
+use serde::Serialize;
+use tera::{Context, Tera};
+use time::{Date, OffsetDateTime};
+
+use crate::error::{ErrorPage, WebError};
+use crate::extract::Viewer;
+use crate::AppState;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+}
+
+pub use embedded::ASSETS;
+
+pub struct Pages {
+    tera: Tera,
+}
+
+impl Pages {
+    pub fn load() -> Result<Self, WebError> {
+        let mut tera = Tera::default();
+        tera.add_raw_templates(embedded::TEMPLATES.iter().map(|(n, s)| (*n, *s)))
+            .map_err(|e| WebError::Internal(format!("templates: {e:?}")))?;
+        tera.autoescape_on(vec![".html"]);
+        Ok(Pages { tera })
+    }
+
+    pub fn render(&self, name: &str, ctx: &Context) -> Result<String, WebError> {
+        self.tera
+            .render(name, ctx)
+            .map_err(|e| WebError::Internal(format!("render {name}: {e:?}")))
+    }
+}
+
+/// The context every page needs: title, CSRF token, who is signed in.
+pub fn base_context(state: &AppState, viewer: &Viewer, title: &str) -> Context {
+    let mut ctx = Context::new();
+    ctx.insert("page_title", title);
+    ctx.insert("csrf_token", &viewer.csrf_token(state));
+    ctx.insert("signed_in", &viewer.principal.is_some());
+    if let Some(e) = &viewer.account_email {
+        ctx.insert("account_email", e);
+    }
+    ctx
+}
+
+/// Renders `template` with the base context plus `ctx`.
+pub fn render(state: &AppState, viewer: &Viewer, status: StatusCode, template: &str, title: &str, ctx: Context) -> Result<Response, WebError> {
+    let mut full = base_context(state, viewer, title);
+    full.extend(ctx);
+    let html = state.pages.render(template, &full)?;
+    Ok((status, Html(html)).into_response())
+}
+
+pub fn error_page(state: &AppState, viewer: &Viewer, status: StatusCode, page: &ErrorPage) -> Response {
+    let mut ctx = Context::new();
+    ctx.insert("status", &status.as_u16());
+    ctx.insert("heading", &page.heading);
+    ctx.insert("message", &page.message);
+    match render(state, viewer, status, "error.html", &page.heading, ctx) {
+        Ok(r) => r,
+        // The error page itself failed: say so plainly rather than loop.
+        Err(e) => {
+            tracing::error!(error = %e, "error page failed to render");
+            (status, Html(format!("<!DOCTYPE html><html lang=\"en\"><title>{0}</title><h1>{0}</h1></html>", status))).into_response()
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorItem<'a> {
+    field: &'a str,
+    message: &'a str,
+}
+
+pub fn insert_errors(ctx: &mut Context, errors: &[FieldError]) {
+    let items: Vec<ErrorItem<'_>> = errors.iter().map(|e| ErrorItem { field: e.field, message: &e.message }).collect();
+    ctx.insert("errors", &items);
+}
+
+pub fn long_date(d: Date) -> String {
+    format!("{} {} {}", d.day(), d.month(), d.year())
+}
+
+pub fn date_time(t: OffsetDateTime) -> String {
+    format!("{} at {:02}:{:02}", long_date(t.date()), t.hour(), t.minute())
+}
+
+#[derive(Serialize)]
+pub struct Banner {
+    name: String,
+    date_of_birth: String,
+    age: Option<u32>,
+    gender: &'static str,
+    nhs_number: String,
+    deceased: bool,
+    date_of_death: Option<String>,
+    age_at_death: Option<u32>,
+    sensitive: bool,
+}
+
+/// The banner on every page of a record: whose record this is.
+pub fn banner(d: &Demographics, today: Date) -> Banner {
+    let name = match d.full_name() {
+        n if n.is_empty() => "Name not recorded".to_string(),
+        n => n,
+    };
+    Banner {
+        name,
+        date_of_birth: d.date_of_birth.map(long_date).unwrap_or_else(|| "Not recorded".into()),
+        age: if d.date_of_death.is_none() { d.age_on(today) } else { None },
+        gender: d.gender.label(),
+        nhs_number: d.nhs_number.map(|n| n.to_string()).unwrap_or_else(|| "Not recorded".into()),
+        deceased: d.date_of_death.is_some(),
+        date_of_death: d.date_of_death.map(long_date),
+        age_at_death: d.date_of_death.and_then(|dd| d.age_on(dd)),
+        sensitive: d.sensitive,
+    }
+}
+
+pub fn size_display(bytes: u64) -> String {
+    if bytes < 1024 {
+        format!("{bytes} bytes")
+    } else if bytes < 1024 * 1024 {
+        format!("{:.0} KB", bytes as f64 / 1024.0)
+    } else {
+        format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
+    }
+}

@@ -1,0 +1,123 @@
+//! Sign up, sign in, sign out.
+
+use axum::extract::State;
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keyhold_domain::{DomainError, FieldError, SessionToken, SignedIn};
+use serde::Deserialize;
+use tera::Context;
+
+use crate::csrf::SESSION_COOKIE;
+use crate::error::WebError;
+use crate::extract::{CsrfField, Submitted, Viewer};
+use crate::pages::{insert_errors, render};
+use crate::{cookies, AppState};
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+impl CsrfField for Credentials {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+impl CsrfField for CsrfOnly {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+fn form_page(state: &AppState, viewer: &Viewer, template: &str, title: &str, email: &str, errors: &[FieldError]) -> Result<Response, WebError> {
+    let mut ctx = Context::new();
+    ctx.insert("values", &serde_json::json!({ "email": email }));
+    insert_errors(&mut ctx, errors);
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    render(state, viewer, status, template, title, ctx)
+}
+
+pub async fn signup_page(State(state): State<AppState>, viewer: Viewer) -> Result<Response, WebError> {
+    form_page(&state, &viewer, "signup.html", "Create an account", "", &[])
+}
+
+pub async fn signin_page(State(state): State<AppState>, viewer: Viewer) -> Result<Response, WebError> {
+    form_page(&state, &viewer, "signin.html", "Sign in", "", &[])
+}
+
+/// Starts the new session: a fresh cookie (the old session, if any, ends), then
+/// on to the record.
+async fn signed_in(state: &AppState, viewer: &Viewer, s: SignedIn) -> Response {
+    if let Some(old) = &viewer.session {
+        if let Err(e) = state.core.sign_out(&SessionToken::from_cookie(old)).await {
+            tracing::warn!(error = %e, "ending the previous session failed");
+        }
+    }
+    let name = cookies::name(SESSION_COOKIE, state.config.secure_cookies);
+    let cookie = cookies::set(&name, s.token.as_str(), state.config.secure_cookies, "Lax", None);
+    let mut resp = (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/record"))]).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    resp
+}
+
+pub async fn signup(State(state): State<AppState>, s: Submitted<Credentials>) -> Result<Response, WebError> {
+    let Submitted { viewer, form } = s;
+    match state.core.sign_up(&form.email, &form.password).await {
+        Ok(signed) => Ok(signed_in(&state, &viewer, signed).await),
+        Err(DomainError::Invalid(errors)) => form_page(&state, &viewer, "signup.html", "Create an account", &form.email, &errors),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn signin(State(state): State<AppState>, s: Submitted<Credentials>) -> Result<Response, WebError> {
+    let Submitted { viewer, form } = s;
+    let mut missing = Vec::new();
+    if form.email.trim().is_empty() {
+        missing.push(FieldError::new("email", "Enter your email address"));
+    }
+    if form.password.is_empty() {
+        missing.push(FieldError::new("password", "Enter your password"));
+    }
+    if !missing.is_empty() {
+        return form_page(&state, &viewer, "signin.html", "Sign in", &form.email, &missing);
+    }
+    match state.core.sign_in(&form.email, &form.password).await {
+        Ok(signed) => Ok(signed_in(&state, &viewer, signed).await),
+        Err(DomainError::BadCredentials) => form_page(
+            &state,
+            &viewer,
+            "signin.html",
+            "Sign in",
+            &form.email,
+            &[FieldError::new("email", "Enter a correct email address and password")],
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn signout(State(state): State<AppState>, s: Submitted<CsrfOnly>) -> Result<Response, WebError> {
+    if let Some(token) = &s.viewer.session {
+        state.core.sign_out(&SessionToken::from_cookie(token)).await?;
+    }
+    let name = cookies::name(SESSION_COOKIE, state.config.secure_cookies);
+    let mut resp = (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/"))]).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookies::clear(&name, state.config.secure_cookies)) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(resp)
+}

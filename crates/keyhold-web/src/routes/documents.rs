@@ -1,0 +1,264 @@
+//! Documents: list, upload (checked by content, limited in size), download one,
+//! download all as one zip, streamed.
+
+use std::io::Write;
+
+use axum::body::Body;
+use axum::extract::{Multipart, Path, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use keyhold_domain::{Category, DocumentId, DocumentReader, DomainError, FieldError, NewDocument};
+use serde::Deserialize;
+use tera::Context;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::error::WebError;
+use crate::extract::Patient;
+use crate::pages::{banner, date_time, insert_errors, render, size_display};
+use crate::AppState;
+
+/// The request body may exceed the file limit by the multipart framing and the
+/// other fields. Past the file limit we keep reading (and discarding) up to this
+/// cap, so the browser gets our 413 page instead of a reset connection.
+pub fn upload_body_cap(max_file: usize) -> usize {
+    max_file.saturating_mul(2).saturating_add(1024 * 1024)
+}
+
+#[derive(Deserialize, Default)]
+pub struct Uploaded {
+    uploaded: Option<String>,
+}
+
+async fn page(state: &AppState, p: &Patient, status: StatusCode, values: serde_json::Value, errors: &[FieldError], notice: Option<&str>) -> Result<Response, WebError> {
+    let docs = state.core.documents(&p.principal, p.patient).await?;
+    let d = state.core.demographics(&p.principal, p.patient).await?;
+    let rows: Vec<_> = docs
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "id": m.id.to_string(),
+                "title": m.title,
+                "filename": m.filename,
+                "size_display": size_display(m.size),
+                "type_label": m.file_type.label(),
+                "uploaded_at": date_time(m.uploaded_at),
+                "category_label": m.category.label(),
+                "source": m.source.label(),
+            })
+        })
+        .collect();
+    let categories: Vec<_> = Category::ALL
+        .into_iter()
+        .map(|c| serde_json::json!({ "value": c.slug(), "label": c.label(), "hint": c.hint() }))
+        .collect();
+    let mut ctx = Context::new();
+    ctx.insert("banner", &banner(&d, state.core.today()));
+    ctx.insert("documents", &rows);
+    ctx.insert("categories", &categories);
+    ctx.insert("values", &values);
+    ctx.insert("max_upload_display", &format!("{} MB", state.core.settings().max_upload_bytes / (1024 * 1024)));
+    if let Some(n) = notice {
+        ctx.insert("notice", n);
+    }
+    insert_errors(&mut ctx, errors);
+    render(state, &p.viewer, status, "documents.html", "Your documents", ctx)
+}
+
+pub async fn list(State(state): State<AppState>, p: Patient, axum::extract::Query(q): axum::extract::Query<Uploaded>) -> Result<Response, WebError> {
+    let notice = q.uploaded.is_some().then_some("Your document was uploaded and stored encrypted.");
+    page(&state, &p, StatusCode::OK, serde_json::json!({ "category": "general" }), &[], notice).await
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) -> WebError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        WebError::TooLarge { limit }
+    } else {
+        WebError::BadRequest(e.body_text())
+    }
+}
+
+pub async fn upload(State(state): State<AppState>, p: Patient, mut multipart: Multipart) -> Result<Response, WebError> {
+    let limit = state.core.settings().max_upload_bytes;
+    let mut csrf_ok = false;
+    let (mut title, mut category, mut filename, mut bytes) = (String::new(), String::new(), String::new(), Vec::new());
+    let mut too_large = false;
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(e, limit))? {
+        let name = field.name().unwrap_or("").to_string();
+        // The token comes first, so nothing of a forged upload is even buffered.
+        if !csrf_ok {
+            if name != "csrf_token" {
+                return Err(WebError::Csrf);
+            }
+            let token = field.text().await.map_err(|e| multipart_error(e, limit))?;
+            p.viewer.check_csrf(&state, &token)?;
+            csrf_ok = true;
+            continue;
+        }
+        match name.as_str() {
+            "title" => title = field.text().await.map_err(|e| multipart_error(e, limit))?,
+            "category" => category = field.text().await.map_err(|e| multipart_error(e, limit))?,
+            "file" => {
+                filename = field.file_name().unwrap_or("").to_string();
+                while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+                    if too_large || bytes.len() + chunk.len() > limit {
+                        too_large = true;
+                        bytes = Vec::new();
+                        continue;
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+            }
+            _ => {}
+        }
+    }
+    if !csrf_ok {
+        return Err(WebError::Csrf);
+    }
+    if too_large {
+        return Err(WebError::TooLarge { limit });
+    }
+    let values = serde_json::json!({ "title": title, "category": category });
+    let Some(category) = Category::parse(&category) else {
+        let errors = [FieldError::new("category", "Select who this document is for")];
+        return page(&state, &p, StatusCode::UNPROCESSABLE_ENTITY, values, &errors, None).await;
+    };
+    let new = NewDocument { title, category, filename, bytes };
+    match state.core.add_document(&p.principal, p.patient, new).await {
+        Ok(_) => Ok((StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/record/documents?uploaded=1"))]).into_response()),
+        Err(DomainError::Invalid(errors)) => page(&state, &p, StatusCode::UNPROCESSABLE_ENTITY, values, &errors, None).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `attachment; filename="…"`: names are already cleaned to a safe ASCII set.
+fn disposition(filename: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
+/// Runs a blocking producer that writes into a channel; the response streams it.
+fn stream_from_blocking(produce: impl FnOnce(ChannelWriter) -> std::io::Result<()> + Send + 'static) -> Body {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let err_tx = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = produce(ChannelWriter { tx, buf: Vec::with_capacity(CHANNEL_CHUNK) }) {
+            tracing::error!(error = %e, "streaming a download failed");
+            // Ends the body with an error, so the client sees a failed download
+            // rather than a silently truncated file.
+            let _ = err_tx.blocking_send(Err(e));
+        }
+    });
+    Body::from_stream(ReceiverStream::new(rx))
+}
+
+const CHANNEL_CHUNK: usize = 64 * 1024;
+
+/// `Write` into the response body, 64 KiB at a time.
+struct ChannelWriter {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHANNEL_CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHANNEL_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+fn copy_document(doc: DocumentReader, out: &mut impl Write) -> std::io::Result<()> {
+    for chunk in doc {
+        let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()))?;
+        out.write_all(&chunk)?;
+    }
+    Ok(())
+}
+
+pub async fn download(State(state): State<AppState>, p: Patient, Path(id): Path<String>) -> Result<Response, WebError> {
+    let id: DocumentId = id.parse().map_err(|_| WebError::NotFound)?;
+    let doc = state.core.open_document(&p.principal, p.patient, id).await?;
+    let headers = [
+        (CONTENT_TYPE, HeaderValue::from_static(doc.meta.file_type.content_type())),
+        (CONTENT_DISPOSITION, disposition(&doc.meta.filename)),
+        (CONTENT_LENGTH, HeaderValue::from(doc.meta.size)),
+    ];
+    let body = stream_from_blocking(move |mut w| {
+        copy_document(doc, &mut w)?;
+        w.flush()
+    });
+    Ok((headers, body).into_response())
+}
+
+/// Names inside the zip are unique: a repeated name gets " (2)", " (3)", … .
+fn unique_name(seen: &mut std::collections::HashSet<String>, name: &str) -> String {
+    if seen.insert(name.to_string()) {
+        return name.to_string();
+    }
+    let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+    (2..)
+        .map(|n| if ext.is_empty() { format!("{stem} ({n})") } else { format!("{stem} ({n}).{ext}") })
+        .find(|candidate| seen.insert(candidate.clone()))
+        .unwrap_or_else(|| name.to_string())
+}
+
+pub async fn zip_all(State(state): State<AppState>, p: Patient) -> Result<Response, WebError> {
+    let docs = state.core.open_all_documents(&p.principal, p.patient).await?;
+    let body = stream_from_blocking(move |w| {
+        let mut zip = zip::ZipWriter::new_stream(w);
+        // Documents are mostly compressed already (PDF, JPEG, DOCX): store them.
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(false);
+        let mut seen = std::collections::HashSet::new();
+        for doc in docs {
+            let name = unique_name(&mut seen, &doc.meta.filename);
+            zip.start_file(name, options).map_err(std::io::Error::other)?;
+            copy_document(doc, &mut zip)?;
+        }
+        let mut w = zip.finish().map_err(std::io::Error::other)?.into_inner();
+        w.flush()
+    });
+    Ok((
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("application/zip")),
+            (CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"keyhold-documents.zip\"")),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_names_in_a_zip_are_numbered() {
+        let mut seen = std::collections::HashSet::new();
+        assert_eq!(unique_name(&mut seen, "letter.pdf"), "letter.pdf");
+        assert_eq!(unique_name(&mut seen, "letter.pdf"), "letter (2).pdf");
+        assert_eq!(unique_name(&mut seen, "letter.pdf"), "letter (3).pdf");
+    }
+}

@@ -1,0 +1,260 @@
+//! The patient's record: overview, demographics, entries.
+
+use axum::extract::{Path, Query, State};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keyhold_domain::{Category, Demographics, DomainError, EntryId, EntryKind, FieldError, NewEntry};
+use serde::{Deserialize, Serialize};
+use tera::Context;
+use time::{Date, Month};
+
+use crate::error::WebError;
+use crate::extract::{CsrfField, Patient, Submitted};
+use crate::pages::{banner, date_time, insert_errors, long_date, render};
+use crate::AppState;
+
+#[derive(Serialize)]
+struct Row {
+    id: String,
+    title: String,
+    date: String,
+    category_label: &'static str,
+    source: String,
+}
+
+#[derive(Serialize)]
+struct Section {
+    kind: &'static str,
+    label: &'static str,
+    empty_text: String,
+    entries: Vec<Row>,
+}
+
+fn with_banner(state: &AppState, d: &Demographics) -> Context {
+    let mut ctx = Context::new();
+    ctx.insert("banner", &banner(d, state_today(state)));
+    ctx
+}
+
+fn state_today(state: &AppState) -> Date {
+    state.core.today()
+}
+
+pub async fn overview(State(state): State<AppState>, p: Patient) -> Result<Response, WebError> {
+    let view = state.core.record(&p.principal, p.patient).await?;
+    let sections: Vec<Section> = EntryKind::ALL
+        .into_iter()
+        .map(|kind| Section {
+            kind: kind.slug(),
+            label: kind.heading(),
+            empty_text: format!("No {} recorded.", kind.heading().to_lowercase()),
+            entries: view
+                .entries
+                .iter()
+                .filter(|e| e.kind == kind)
+                .map(|e| Row {
+                    id: e.id.to_string(),
+                    title: e.title.clone(),
+                    date: long_date(e.date),
+                    category_label: e.category.label(),
+                    source: e.source.label(),
+                })
+                .collect(),
+        })
+        .collect();
+    let mut ctx = with_banner(&state, &view.demographics);
+    ctx.insert("sections", &sections);
+    render(&state, &p.viewer, StatusCode::OK, "record.html", "Your health record", ctx)
+}
+
+fn or_not_recorded(s: &str) -> String {
+    if s.trim().is_empty() {
+        "Not recorded".into()
+    } else {
+        s.to_string()
+    }
+}
+
+pub async fn demographics(State(state): State<AppState>, p: Patient) -> Result<Response, WebError> {
+    let d = state.core.demographics(&p.principal, p.patient).await?;
+    let mut ctx = with_banner(&state, &d);
+    ctx.insert(
+        "d",
+        &serde_json::json!({
+            "name": or_not_recorded(&d.full_name()),
+            "date_of_birth": d.date_of_birth.map(long_date).unwrap_or_else(|| "Not recorded".into()),
+            "gender": d.gender.label(),
+            "nhs_number": d.nhs_number.map(|n| n.to_string()).unwrap_or_else(|| "Not recorded".into()),
+            "address_lines": d.address_lines.iter().chain(std::iter::once(&d.postcode)).filter(|l| !l.trim().is_empty()).collect::<Vec<_>>(),
+            "phones": d.phones,
+            "email": d.email.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+            "gp_practice": d.gp_practice,
+            "ethnicity": d.ethnicity,
+            "languages": d.languages,
+            "interpreter_needed": d.interpreter_needed,
+            "religion": d.religion,
+            "marital_status": d.marital_status,
+            "disabilities": d.disabilities,
+            "lives_alone": match d.lives_alone { Some(true) => "Yes", Some(false) => "No", None => "Not recorded" },
+            "aliases": d.aliases,
+            "emergency_contacts": d.emergency_contacts,
+        }),
+    );
+    render(&state, &p.viewer, StatusCode::OK, "demographics.html", "Your personal details", ctx)
+}
+
+#[derive(Deserialize, Default, Serialize)]
+pub struct EntryForm {
+    #[serde(default, skip_serializing)]
+    csrf_token: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default, rename(deserialize = "date-day"))]
+    day: String,
+    #[serde(default, rename(deserialize = "date-month"))]
+    month: String,
+    #[serde(default, rename(deserialize = "date-year"))]
+    year: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    details: String,
+}
+
+impl CsrfField for EntryForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewEntryQuery {
+    kind: Option<String>,
+}
+
+fn entry_form_context(form: &EntryForm, errors: &[FieldError]) -> Context {
+    let mut ctx = Context::new();
+    let kinds: Vec<_> = EntryKind::ALL
+        .into_iter()
+        .map(|k| serde_json::json!({ "value": k.slug(), "label": k.label() }))
+        .collect();
+    let categories: Vec<_> = Category::ALL
+        .into_iter()
+        .map(|c| serde_json::json!({ "value": c.slug(), "label": c.label(), "hint": c.hint() }))
+        .collect();
+    ctx.insert("kinds", &kinds);
+    ctx.insert("categories", &categories);
+    ctx.insert("values", form);
+    insert_errors(&mut ctx, errors);
+    ctx
+}
+
+pub async fn new_entry_page(State(state): State<AppState>, p: Patient, Query(q): Query<NewEntryQuery>) -> Result<Response, WebError> {
+    let kind = q.kind.and_then(|k| EntryKind::parse(&k)).unwrap_or(EntryKind::Note);
+    let form = EntryForm { kind: kind.slug().into(), category: Category::General.slug().into(), ..Default::default() };
+    let title = if kind == EntryKind::Note { "Add a note" } else { "Add an entry" };
+    render(&state, &p.viewer, StatusCode::OK, "entry_new.html", title, entry_form_context(&form, &[]))
+}
+
+/// Day, month and year as typed into an NHS date input.
+fn parse_date(day: &str, month: &str, year: &str) -> Result<Date, FieldError> {
+    let field = "date-day";
+    if day.trim().is_empty() && month.trim().is_empty() && year.trim().is_empty() {
+        return Err(FieldError::new(field, "Enter the date"));
+    }
+    let num = |s: &str| s.trim().parse::<i32>().ok();
+    let (Some(d), Some(m), Some(y)) = (num(day), num(month), num(year)) else {
+        return Err(FieldError::new(field, "Date must include a day, month and year, in numbers"));
+    };
+    if !(1900..=2200).contains(&y) {
+        return Err(FieldError::new(field, "Year must include 4 numbers, like 2024"));
+    }
+    let month = u8::try_from(m).ok().and_then(|m| Month::try_from(m).ok());
+    let date = month.and_then(|m| u8::try_from(d).ok().and_then(|d| Date::from_calendar_date(y, m, d).ok()));
+    date.ok_or_else(|| FieldError::new(field, "Date must be a real date"))
+}
+
+fn parse_entry(form: &EntryForm) -> Result<NewEntry, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let kind = EntryKind::parse(&form.kind);
+    if kind.is_none() {
+        errors.push(FieldError::new("kind", "Select what kind of entry this is"));
+    }
+    if form.title.trim().is_empty() {
+        errors.push(FieldError::new("title", "Enter a title"));
+    }
+    let date = parse_date(&form.day, &form.month, &form.year).map_err(|e| errors.push(e)).ok();
+    let category = Category::parse(&form.category);
+    if category.is_none() {
+        errors.push(FieldError::new("category", "Select who this part of your record is for"));
+    }
+    match (kind, date, category) {
+        (Some(kind), Some(date), Some(category)) if errors.is_empty() => Ok(NewEntry {
+            kind,
+            title: form.title.clone(),
+            date,
+            end_date: None,
+            category,
+            details: form.details.clone(),
+        }),
+        _ => Err(errors),
+    }
+}
+
+pub async fn create_entry(State(state): State<AppState>, p: Patient, s: Submitted<EntryForm>) -> Result<Response, WebError> {
+    let form = s.form;
+    let invalid = |errors: Vec<FieldError>| {
+        render(&state, &p.viewer, StatusCode::UNPROCESSABLE_ENTITY, "entry_new.html", "Add an entry", entry_form_context(&form, &errors))
+    };
+    let new = match parse_entry(&form) {
+        Ok(n) => n,
+        Err(errors) => return invalid(errors),
+    };
+    match state.core.add_entry(&p.principal, p.patient, new).await {
+        Ok(id) => {
+            let to = HeaderValue::from_str(&format!("/record/entries/{id}")).map_err(|e| WebError::Internal(e.to_string()))?;
+            Ok((StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response())
+        }
+        Err(DomainError::Invalid(errors)) => invalid(errors),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn entry(State(state): State<AppState>, p: Patient, Path(id): Path<String>) -> Result<Response, WebError> {
+    let id: EntryId = id.parse().map_err(|_| WebError::NotFound)?;
+    let e = state.core.entry(&p.principal, p.patient, id).await?;
+    let d = state.core.demographics(&p.principal, p.patient).await?;
+    let mut ctx = with_banner(&state, &d);
+    ctx.insert(
+        "entry",
+        &serde_json::json!({
+            "id": e.id.to_string(),
+            "kind_label": e.kind.label(),
+            "title": e.title,
+            "date": long_date(e.date),
+            "category_label": e.category.label(),
+            "source": e.source.label(),
+            "details": e.details,
+            "recorded_at": date_time(e.recorded_at),
+        }),
+    );
+    render(&state, &p.viewer, StatusCode::OK, "entry.html", &e.title, ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_like_the_nhs_date_input() {
+        assert!(parse_date("14", "3", "2024").is_ok());
+        assert_eq!(parse_date("", "", "").unwrap_err().message, "Enter the date");
+        assert_eq!(parse_date("31", "2", "2024").unwrap_err().message, "Date must be a real date");
+        assert_eq!(parse_date("1", "13", "2024").unwrap_err().message, "Date must be a real date");
+        assert!(parse_date("x", "3", "2024").is_err());
+        assert!(parse_date("1", "3", "24").is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! The `keyhold` command. Thin: it parses arguments, loads keys and settings,
+//! and hands over to the domain and web crates.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use keyhold_domain::clock::SystemClock;
+use keyhold_domain::keystore::{add_master_key, init_keys, load_keys};
+use keyhold_domain::{audit, Keyhold, Settings};
+use keyhold_web::{AppState, Application, WebConfig};
+
+#[derive(Parser)]
+#[command(name = "keyhold", version, about = "An encrypted, consent-centric personal health record")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the key files (mode 0600) in DIR; existing keys are kept.
+    Init {
+        #[arg(long)]
+        keys: PathBuf,
+    },
+    /// Run the service.
+    Serve {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        keys: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+        /// On an empty data folder: create keys if missing, seed synthetic
+        /// patients and demo accounts, and print the sign-ins.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Seed N synthetic patients and write the plaintext values seeded to FILE.
+    Demo {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        keys: PathBuf,
+        #[arg(long)]
+        patients: usize,
+        /// JSON file, outside the data folder.
+        #[arg(long)]
+        identities: PathBuf,
+    },
+    /// Key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Audit trail checks.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new master key and re-wrap every data key under it (records are not re-encrypted).
+    Rotate {
+        #[arg(long)]
+        keys: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the whole hash chain; non-zero exit on any break.
+    Verify {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        keys: PathBuf,
+        /// Signed checkpoints file (checkpoints come with the consent work; accepted and checked for existence).
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
+}
+
+/// Settings from the environment. `KEYHOLD_DANGER_FAST_HASH=1` (tests only)
+/// selects the cheapest argon2 parameters; `KEYHOLD_SECURE_COOKIES=1` is for
+/// deployments behind TLS.
+fn settings() -> Settings {
+    let mut s = Settings::default();
+    if std::env::var("KEYHOLD_DANGER_FAST_HASH").as_deref() == Ok("1") {
+        eprintln!("WARNING: KEYHOLD_DANGER_FAST_HASH=1: passwords are hashed with test-only parameters");
+        s.danger_fast_hashing = true;
+    }
+    s
+}
+
+fn open(data: &Path, keys: &Path) -> Result<Arc<Keyhold>> {
+    let loaded = load_keys(keys)?;
+    Ok(Keyhold::open(data, loaded, settings(), Arc::new(SystemClock))?)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "keyhold=info,keyhold_web=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keyhold: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init { keys } => {
+            let created = init_keys(&keys)?;
+            if created.is_empty() {
+                println!("{} already holds every key; nothing created", keys.display());
+            }
+            for p in created {
+                println!("created {}", p.display());
+            }
+        }
+        Command::Serve { data, keys, bind, demo } => serve(&data, &keys, bind, demo)?,
+        Command::Demo { data, keys, patients, identities } => {
+            let data_abs = std::path::absolute(&data)?;
+            let ident_abs = std::path::absolute(&identities)?;
+            if ident_abs.starts_with(&data_abs) {
+                bail!("--identities must be outside the data folder: it holds plaintext");
+            }
+            let core = open(&data, &keys)?;
+            let seeded = runtime()?.block_on(core.seed_patients(patients))?;
+            let json = serde_json::to_vec_pretty(&serde_json::json!({ "patients": seeded }))?;
+            std::fs::write(&identities, json).with_context(|| format!("writing {}", identities.display()))?;
+            println!("seeded {} synthetic patients; plaintext values in {}", seeded.len(), identities.display());
+        }
+        Command::Keys { command: KeysCommand::Rotate { keys, data } } => {
+            let new = add_master_key(&keys)?;
+            let loaded = load_keys(&keys)?;
+            let old: Vec<PathBuf> = loaded.master_files.iter().filter(|p| **p != new).cloned().collect();
+            let core = Keyhold::open(&data, load_keys(&keys)?, settings(), Arc::new(SystemClock))?;
+            let n = core.rewrap_data_keys(loaded.keyring)?;
+            println!("created {}", new.display());
+            println!("re-wrapped {n} data keys under it; records were not re-encrypted");
+            if !old.is_empty() {
+                println!("these older master keys are no longer needed and can be deleted (after your next backup):");
+                for p in old {
+                    println!("  {}", p.display());
+                }
+            }
+        }
+        Command::Audit { command: AuditCommand::Verify { data, keys, checkpoints } } => {
+            if let Some(c) = &checkpoints {
+                if !c.exists() {
+                    bail!("checkpoints file {} does not exist", c.display());
+                }
+                eprintln!("note: signed checkpoints are not yet written by this version; checking the hash chain only");
+            }
+            let _ = load_keys(&keys)?;
+            let store = keyhold_domain::open_store(&data)?;
+            match audit::verify(store.as_ref())? {
+                Ok(summary) => {
+                    println!("audit chain intact: {} entries, head {}", summary.entries, hex_head(&summary.head));
+                }
+                Err(br) => {
+                    eprintln!("AUDIT CHAIN BROKEN: {br}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hex_head(h: &[u8; 32]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn serve(data: &Path, keys: &Path, bind: SocketAddr, demo: bool) -> Result<()> {
+    if demo {
+        for p in init_keys(keys)? {
+            println!("created key file {}", p.display());
+        }
+    }
+    let core = open(data, keys)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let accounts = if demo && core.is_empty()? {
+            Some(core.seed_demo().await?)
+        } else {
+            None
+        };
+        let state = AppState::new(core.clone(), WebConfig { secure_cookies: std::env::var("KEYHOLD_SECURE_COOKIES").as_deref() == Ok("1") })?;
+        let app = Application::build(state, bind).await.with_context(|| format!("binding {bind}"))?;
+        let addr = app.local_addr()?;
+        println!("keyhold listening on http://{addr}");
+        if demo {
+            match accounts {
+                Some(accounts) => {
+                    println!("demo data seeded (synthetic). Sign in with:");
+                    for a in accounts {
+                        println!("  {}  password: {}  ({})", a.email, a.password, a.who);
+                    }
+                }
+                None => println!(
+                    "demo: the data folder already holds data; sign in with patient@demo.keyhold.test / {}",
+                    keyhold_domain::demo::DEMO_PASSWORD
+                ),
+            }
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        app.run(shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
