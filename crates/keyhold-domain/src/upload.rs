@@ -233,7 +233,7 @@ mod tests {
     fn file_names_are_cleaned() {
         assert_eq!(clean_filename("../../etc/passwd.pdf", FileType::Pdf), "passwd.pdf");
         assert_eq!(clean_filename("C:\\Users\\ann\\Letter 1.PDF", FileType::Pdf), "Letter 1.pdf");
-        assert_eq!(clean_filename("a\u{0}b\r\n<script>.pdf", FileType::Pdf), "a_b_script_.pdf");
+        assert_eq!(clean_filename("a\u{0}b\r\n<script>.pdf", FileType::Pdf), "a_b_script.pdf");
         assert_eq!(clean_filename("....pdf", FileType::Pdf), "document.pdf");
         assert_eq!(clean_filename("scan", FileType::Jpeg), "scan.jpg");
         assert_eq!(clean_filename("x.pdf.exe", FileType::Pdf), "x.pdf.exe.pdf");
