@@ -7,21 +7,37 @@ use std::{env, fs};
 
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     out.sort();
     out
 }
 
 fn table(name: &str, dir: &Path, macro_name: &str, skip: &[&str]) -> String {
-    let mut s = format!("pub static {name}: &[(&str, &{}'static {})] = &[\n", "", if macro_name == "include_str" { "str" } else { "[u8]" });
+    let ty = if macro_name == "include_str" {
+        "str"
+    } else {
+        "[u8]"
+    };
+    let mut s = format!("pub static {name}: &[(&str, &{ty})] = &[\n");
     for p in files(dir) {
-        let Some(file) = p.file_name().and_then(|f| f.to_str()) else { continue };
+        let Some(file) = p.file_name().and_then(|f| f.to_str()) else {
+            continue;
+        };
         if skip.contains(&file) {
             continue;
         }
         println!("cargo:rerun-if-changed={}", p.display());
-        let _ = writeln!(s, "    ({file:?}, {macro_name}!({:?})),", p.display().to_string());
+        let _ = writeln!(
+            s,
+            "    ({file:?}, {macro_name}!({:?})),",
+            p.display().to_string()
+        );
     }
     s.push_str("];\n");
     s

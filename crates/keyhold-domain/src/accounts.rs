@@ -105,7 +105,13 @@ impl Keyhold {
         let dek = self.vault.create_key(owner, batch)?;
         let sealed = self.vault.seal(
             &dek,
-            &Aad { owner, kind: "account-email", record: id.as_bytes(), version: 1, part: 0 },
+            &Aad {
+                owner,
+                kind: "account-email",
+                record: id.as_bytes(),
+                version: 1,
+                part: 0,
+            },
             email.as_str().as_bytes(),
         )?;
         let row = AccountRowV1 {
@@ -123,7 +129,8 @@ impl Keyhold {
 
     fn parse_credentials(email: &str, password: &str) -> Result<(Email, Password), DomainError> {
         let mut errors = Vec::new();
-        let email = Email::parse(email).map_err(|e| errors.push(FieldError::new("email", e.to_string())));
+        let email =
+            Email::parse(email).map_err(|e| errors.push(FieldError::new("email", e.to_string())));
         let password = Password::parse(password).map_err(|e| errors.push(e));
         match (email, password) {
             (Ok(e), Ok(p)) if errors.is_empty() => Ok((e, p)),
@@ -140,7 +147,11 @@ impl Keyhold {
                 "An account with this email address already exists. Sign in instead",
             )
         };
-        if self.store.get(ACCOUNTS_BY_EMAIL, &self.email_key(&email))?.is_some() {
+        if self
+            .store
+            .get(ACCOUNTS_BY_EMAIL, &self.email_key(&email))?
+            .is_some()
+        {
             return Err(exists());
         }
         let phc = self
@@ -174,7 +185,10 @@ impl Keyhold {
             }
             Err(e) => return Err(e.into()),
         }
-        let principal = Principal { account, own_patient: Some(patient) };
+        let principal = Principal {
+            account,
+            own_patient: Some(patient),
+        };
         let token = self.start_session(account, now).await?;
         Ok(SignedIn { principal, token })
     }
@@ -189,7 +203,8 @@ impl Keyhold {
         let password = Zeroizing::new(password.to_string());
         let found = match self.store.get(ACCOUNTS_BY_EMAIL, &self.email_key(&email))? {
             Some(id) => {
-                let id = AccountId::from_bytes(&id).ok_or_else(|| DomainError::Internal("bad account index".into()))?;
+                let id = AccountId::from_bytes(&id)
+                    .ok_or_else(|| DomainError::Internal("bad account index".into()))?;
                 let row = self.account_row(id)?;
                 Some((id, row))
             }
@@ -206,7 +221,9 @@ impl Keyhold {
                 (ok, Some(id), row.patient)
             }
             None => {
-                self.hashing.run(move |h| h.dummy_verify(password.as_bytes())).await?;
+                self.hashing
+                    .run(move |h| h.dummy_verify(password.as_bytes()))
+                    .await?;
                 (false, None, None)
             }
         };
@@ -219,18 +236,29 @@ impl Keyhold {
             .record(&AuditEvent {
                 at: now,
                 actor,
-                action: if ok { AuditAction::SignIn } else { AuditAction::SignInFailed },
+                action: if ok {
+                    AuditAction::SignIn
+                } else {
+                    AuditAction::SignInFailed
+                },
                 patient,
                 resource: "session".into(),
                 purpose: "sign in".into(),
-                outcome: if ok { Outcome::Success } else { Outcome::Denied },
+                outcome: if ok {
+                    Outcome::Success
+                } else {
+                    Outcome::Denied
+                },
             })
             .await?;
         match (ok, account) {
             (true, Some(account)) => {
                 let token = self.start_session(account, now).await?;
                 Ok(SignedIn {
-                    principal: Principal { account, own_patient: patient },
+                    principal: Principal {
+                        account,
+                        own_patient: patient,
+                    },
                     token,
                 })
             }
@@ -239,7 +267,10 @@ impl Keyhold {
     }
 
     fn account_row(&self, id: AccountId) -> Result<AccountRowV1, DomainError> {
-        let raw = self.store.get(ACCOUNTS, id.as_bytes())?.ok_or(DomainError::NotFound)?;
+        let raw = self
+            .store
+            .get(ACCOUNTS, id.as_bytes())?
+            .ok_or(DomainError::NotFound)?;
         Ok(serde_json::from_slice(&raw)?)
     }
 
@@ -250,16 +281,31 @@ impl Keyhold {
         let dek = self.vault.key(owner)?;
         let plain = self.vault.open(
             &dek,
-            &Aad { owner, kind: "account-email", record: id.as_bytes(), version: 1, part: 0 },
+            &Aad {
+                owner,
+                kind: "account-email",
+                record: id.as_bytes(),
+                version: 1,
+                part: 0,
+            },
             &row.email,
         )?;
-        let s = std::str::from_utf8(&plain).map_err(|_| DomainError::Internal("email is not text".into()))?;
+        let s = std::str::from_utf8(&plain)
+            .map_err(|_| DomainError::Internal("email is not text".into()))?;
         Email::parse(s).map_err(|_| DomainError::Internal("stored email does not parse".into()))
     }
 
-    async fn start_session(&self, account: AccountId, now: OffsetDateTime) -> Result<SessionToken, DomainError> {
+    async fn start_session(
+        &self,
+        account: AccountId,
+        now: OffsetDateTime,
+    ) -> Result<SessionToken, DomainError> {
         let token = SessionToken(random_token()?);
-        let row = SessionRowV1 { account, created_at: now, last_seen_at: now };
+        let row = SessionRowV1 {
+            account,
+            created_at: now,
+            last_seen_at: now,
+        };
         let mut b = Batch::new();
         b.require_absent(SESSIONS, token.key().to_vec());
         b.put(SESSIONS, token.key().to_vec(), serde_json::to_vec(&row)?);
@@ -277,7 +323,9 @@ impl Keyhold {
         };
         let mut row: SessionRowV1 = serde_json::from_slice(&raw)?;
         let now = self.clock.now();
-        if now - row.last_seen_at > self.settings.session_idle || now - row.created_at > self.settings.session_absolute {
+        if now - row.last_seen_at > self.settings.session_idle
+            || now - row.created_at > self.settings.session_absolute
+        {
             let mut b = Batch::new();
             b.delete(SESSIONS, key.to_vec());
             self.store.submit(b).await?;
@@ -293,7 +341,10 @@ impl Keyhold {
             drop(self.store.submit(b));
         }
         let account = self.account_row(row.account)?;
-        Ok(Some(Principal { account: row.account, own_patient: account.patient }))
+        Ok(Some(Principal {
+            account: row.account,
+            own_patient: account.patient,
+        }))
     }
 
     /// Ends one session and records the sign-out.
@@ -323,9 +374,17 @@ impl Keyhold {
 
     /// Creates an account for an existing record (demo seeding; later, identity
     /// verification links accounts to records the same way).
-    pub async fn create_account_for(&self, email: &str, password: &str, patient: PatientId) -> Result<AccountId, DomainError> {
+    pub async fn create_account_for(
+        &self,
+        email: &str,
+        password: &str,
+        patient: PatientId,
+    ) -> Result<AccountId, DomainError> {
         let (email, password) = Self::parse_credentials(email, password)?;
-        let phc = self.hashing.run(move |h| h.hash(password.0.as_bytes())).await??;
+        let phc = self
+            .hashing
+            .run(move |h| h.hash(password.0.as_bytes()))
+            .await??;
         let mut batch = Batch::new();
         let account = self.new_account(&mut batch, &email, phc, Some(patient))?;
         self.audit.add(

@@ -190,7 +190,11 @@ impl ChainLink for AuditChain {
     fn link(&self, seq: u64, previous: Option<&[u8]>, payload: &[u8]) -> Result<Vec<u8>, String> {
         let prev = match previous {
             None => [0u8; 32],
-            Some(p) => split(p).ok_or("the previous audit entry is malformed")?.hash,
+            Some(p) => {
+                split(p)
+                    .ok_or("the previous audit entry is malformed")?
+                    .hash
+            }
         };
         let hash = entry_hash(seq, &prev, payload);
         let mut v = Vec::with_capacity(HEADER + payload.len());
@@ -231,7 +235,11 @@ impl AuditLog {
     }
 
     /// Entries about `patient`, newest first.
-    pub fn for_patient(&self, patient: PatientId, limit: usize) -> Result<Vec<AuditEntry>, DomainError> {
+    pub fn for_patient(
+        &self,
+        patient: PatientId,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, DomainError> {
         // A full scan: fine for the embedded store's scale; a per-patient index
         // tree is the next step when the log grows (see docs/PERFORMANCE.md).
         let mut out = Vec::new();
@@ -292,14 +300,20 @@ pub fn verify(store: &dyn Store) -> Result<Result<ChainSummary, ChainBreak>, Dom
     let mut position = 0u64;
     for item in store.scan(AUDIT, b"") {
         let (key, value) = item?;
-        let key_seq = <[u8; 8]>::try_from(key.as_slice()).map(u64::from_be_bytes).unwrap_or(u64::MAX);
+        let key_seq = <[u8; 8]>::try_from(key.as_slice())
+            .map(u64::from_be_bytes)
+            .unwrap_or(u64::MAX);
         let Some(raw) = split(&value) else {
             return Ok(Err(ChainBreak::Malformed { seq: position }));
         };
         if raw.seq != position || key_seq != position {
             return Ok(Err(ChainBreak::Sequence {
                 position,
-                found: if key_seq != position { key_seq } else { raw.seq },
+                found: if key_seq != position {
+                    key_seq
+                } else {
+                    raw.seq
+                },
             }));
         }
         if raw.prev != prev {

@@ -50,10 +50,16 @@ impl Category {
     pub fn hint(&self) -> &'static str {
         match self {
             Category::General => "Most of your health record: shared when you share your record",
-            Category::MentalHealth => "Shared only with people you choose to share mental health information with",
-            Category::SexualHealth => "Shared only with people you choose to share sexual health information with",
+            Category::MentalHealth => {
+                "Shared only with people you choose to share mental health information with"
+            }
+            Category::SexualHealth => {
+                "Shared only with people you choose to share sexual health information with"
+            }
             Category::SocialCare => "Care and support from social services",
-            Category::Restricted => "Seen by nobody but you, unless you name this category when you share",
+            Category::Restricted => {
+                "Seen by nobody but you, unless you name this category when you share"
+            }
         }
     }
 }

@@ -14,28 +14,93 @@ use crate::audit::{AuditAction, AuditActor, AuditEvent, Outcome};
 use crate::documents::NewDocument;
 use crate::record::{EmergencyContact, Gender};
 use crate::upload::FileType;
-use crate::{Category, Demographics, DomainError, Email, EntryKind, Keyhold, NewEntry, NhsNumber, PatientId, Source};
+use crate::{
+    Category, Demographics, DomainError, Email, EntryKind, Keyhold, NewEntry, NhsNumber, PatientId,
+    Source,
+};
 
 const GIVEN: &[&str] = &[
-    "Amelia", "Oliver", "Isabella", "Harrison", "Mohammed", "Charlotte", "Frederick", "Siobhan", "Gareth",
-    "Eleanor", "Tobias", "Florence", "Rajesh", "Imogen", "Cameron", "Beatrice", "Lachlan", "Rosalind",
-    "Desmond", "Yasmin", "Ignatius", "Marguerite", "Leopold", "Henrietta", "Winifred", "Aurelio", "Octavia",
-    "Cornelius", "Anjali", "Temitope",
+    "Amelia",
+    "Oliver",
+    "Isabella",
+    "Harrison",
+    "Mohammed",
+    "Charlotte",
+    "Frederick",
+    "Siobhan",
+    "Gareth",
+    "Eleanor",
+    "Tobias",
+    "Florence",
+    "Rajesh",
+    "Imogen",
+    "Cameron",
+    "Beatrice",
+    "Lachlan",
+    "Rosalind",
+    "Desmond",
+    "Yasmin",
+    "Ignatius",
+    "Marguerite",
+    "Leopold",
+    "Henrietta",
+    "Winifred",
+    "Aurelio",
+    "Octavia",
+    "Cornelius",
+    "Anjali",
+    "Temitope",
 ];
 const FAMILY: &[&str] = &[
-    "Ashworth", "Blackwood", "Carrington", "Delacroix", "Fairweather", "Greenhalgh", "Hollingsworth",
-    "Kettleborough", "Lockwood", "Merriweather", "Northcott", "Pemberton", "Quarrington", "Rowntree",
-    "Silverstone", "Thistlewood", "Underhill", "Whitmore", "Zabrowski", "Okonkwo", "Ramanathan",
-    "Fitzgerald", "Castellano", "Abernethy", "Braithwaite",
+    "Ashworth",
+    "Blackwood",
+    "Carrington",
+    "Delacroix",
+    "Fairweather",
+    "Greenhalgh",
+    "Hollingsworth",
+    "Kettleborough",
+    "Lockwood",
+    "Merriweather",
+    "Northcott",
+    "Pemberton",
+    "Quarrington",
+    "Rowntree",
+    "Silverstone",
+    "Thistlewood",
+    "Underhill",
+    "Whitmore",
+    "Zabrowski",
+    "Okonkwo",
+    "Ramanathan",
+    "Fitzgerald",
+    "Castellano",
+    "Abernethy",
+    "Braithwaite",
 ];
 const STREETS: &[&str] = &[
-    "Juniper Crescent", "Larkspur Avenue", "Foxglove Lane", "Cobblestone Row", "Heronsgate Road",
-    "Marigold Terrace", "Kingfisher Close", "Beechwood Drive", "Saxonbury Way", "Tamarisk Gardens",
+    "Juniper Crescent",
+    "Larkspur Avenue",
+    "Foxglove Lane",
+    "Cobblestone Row",
+    "Heronsgate Road",
+    "Marigold Terrace",
+    "Kingfisher Close",
+    "Beechwood Drive",
+    "Saxonbury Way",
+    "Tamarisk Gardens",
 ];
-const TOWNS: &[&str] = &["Leeds", "Harrogate", "Wakefield", "Bradford", "Halifax", "Huddersfield"];
+const TOWNS: &[&str] = &[
+    "Leeds",
+    "Harrogate",
+    "Wakefield",
+    "Bradford",
+    "Halifax",
+    "Huddersfield",
+];
 const WORDS: &[&str] = &[
-    "lantern", "harbour", "meadow", "copper", "thimble", "orchard", "velvet", "compass", "saffron", "quill",
-    "pebble", "juniper",
+    "lantern", "harbour", "meadow", "copper", "thimble", "orchard", "velvet", "compass", "saffron",
+    "quill", "pebble", "juniper",
 ];
 const GP: &str = "Riverside Medical Practice";
 const HOSPITAL: &str = "St Oswald's Hospital NHS Foundation Trust";
@@ -85,7 +150,11 @@ fn pick<'a, R: Rng>(rng: &mut R, from: &'a [&'a str]) -> &'a str {
 
 impl<R: Rng> Generator<R> {
     pub fn new(rng: R) -> Self {
-        Generator { rng, used_nhs: HashSet::new(), counter: 0 }
+        Generator {
+            rng,
+            used_nhs: HashSet::new(),
+            counter: 0,
+        }
     }
 
     fn nhs_number(&mut self) -> Result<NhsNumber, DomainError> {
@@ -125,7 +194,11 @@ impl<R: Rng> Generator<R> {
             self.rng.gen_range(100..1000)
         );
         let email = Email::parse(&email_text).map_err(|e| DomainError::Internal(e.to_string()))?;
-        let address_line = format!("{} {}", self.rng.gen_range(2..240), pick(&mut self.rng, STREETS));
+        let address_line = format!(
+            "{} {}",
+            self.rng.gen_range(2..240),
+            pick(&mut self.rng, STREETS)
+        );
         let town = pick(&mut self.rng, TOWNS).to_string();
         let letters = b"ABDEFGHJLNPQRSTUWXYZ";
         let postcode = format!(
@@ -154,17 +227,40 @@ impl<R: Rng> Generator<R> {
             phones: vec![phone.clone()],
             email: Some(email),
             gp_practice: GP.into(),
-            ethnicity: pick(&mut self.rng, &["White British", "Indian", "Black African", "Mixed", "Pakistani", "Irish"]).into(),
+            ethnicity: pick(
+                &mut self.rng,
+                &[
+                    "White British",
+                    "Indian",
+                    "Black African",
+                    "Mixed",
+                    "Pakistani",
+                    "Irish",
+                ],
+            )
+            .into(),
             languages: vec!["English".into()],
             interpreter_needed: false,
-            religion: pick(&mut self.rng, &["None", "Christian", "Muslim", "Hindu", "Sikh", "Jewish"]).into(),
-            marital_status: pick(&mut self.rng, &["Single", "Married", "Civil partnership", "Widowed"]).into(),
+            religion: pick(
+                &mut self.rng,
+                &["None", "Christian", "Muslim", "Hindu", "Sikh", "Jewish"],
+            )
+            .into(),
+            marital_status: pick(
+                &mut self.rng,
+                &["Single", "Married", "Civil partnership", "Widowed"],
+            )
+            .into(),
             disabilities: Vec::new(),
             lives_alone: Some(self.rng.gen_bool(0.3)),
             aliases: Vec::new(),
             emergency_contacts: vec![EmergencyContact {
                 name: format!("{} {}", pick(&mut self.rng, GIVEN), family),
-                relationship: pick(&mut self.rng, &["Partner", "Daughter", "Son", "Sister", "Friend"]).into(),
+                relationship: pick(
+                    &mut self.rng,
+                    &["Partner", "Daughter", "Son", "Sister", "Friend"],
+                )
+                .into(),
                 phone: format!("07700 900{:03}", self.rng.gen_range(0..1000)),
             }],
             date_of_death: None,
@@ -194,40 +290,185 @@ impl<R: Rng> Generator<R> {
         let mut out = Vec::new();
         let mut add = |kind, title: &str, date, category, details: &str, source: Source| {
             out.push((
-                NewEntry { kind, title: title.into(), date, end_date: None, category, details: details.into() },
+                NewEntry {
+                    kind,
+                    title: title.into(),
+                    date,
+                    end_date: None,
+                    category,
+                    details: details.into(),
+                },
                 source,
             ));
         };
         let r = &mut self.rng;
-        let allergy = pick(r, &["Penicillin", "Peanuts", "Latex", "Aspirin", "House dust mite"]);
-        add(EntryKind::Allergy, allergy, past(r, 4000), Category::General, "Reaction: rash and swelling. Severity: moderate.", org(GP));
-        let meds = ["Amlodipine 5 mg tablets", "Salbutamol 100 micrograms inhaler", "Metformin 500 mg tablets", "Sertraline 50 mg tablets"];
+        let allergy = pick(
+            r,
+            &[
+                "Penicillin",
+                "Peanuts",
+                "Latex",
+                "Aspirin",
+                "House dust mite",
+            ],
+        );
+        add(
+            EntryKind::Allergy,
+            allergy,
+            past(r, 4000),
+            Category::General,
+            "Reaction: rash and swelling. Severity: moderate.",
+            org(GP),
+        );
+        let meds = [
+            "Amlodipine 5 mg tablets",
+            "Salbutamol 100 micrograms inhaler",
+            "Metformin 500 mg tablets",
+            "Sertraline 50 mg tablets",
+        ];
         let med = meds[r.gen_range(0..3)];
-        add(EntryKind::Medication, med, past(r, 900), Category::General, "Take as directed. Repeat prescription.", org(GP));
-        add(EntryKind::Immunisation, pick(r, &["Influenza vaccine", "COVID-19 booster", "Tetanus, diphtheria and polio"]), past(r, 700), Category::General, "Given in the left upper arm.", org(GP));
-        add(EntryKind::Condition, pick(r, &["Asthma", "Hypertension", "Type 2 diabetes", "Osteoarthritis of knee"]), past(r, 6000), Category::General, "Diagnosed and managed in primary care.", org(GP));
-        add(EntryKind::Encounter, "GP consultation", past(r, 200), Category::General, "Reviewed symptoms and medication. Follow up in 3 months.", org(GP));
-        add(EntryKind::Encounter, "Emergency department attendance", past(r, 1500), Category::General, "Seen and discharged the same day.", org(HOSPITAL));
-        add(EntryKind::Appointment, "Outpatient follow-up", today + Duration::days(r.gen_range(3..90)), Category::General, "Clinic 4, level 2. Please arrive 10 minutes early.", org(HOSPITAL));
-        add(EntryKind::Appointment, "Annual review", past(r, 300), Category::General, "Attended.", org(GP));
-        add(EntryKind::CareContact, "Dr Imran Haque (GP)", past(r, 3000), Category::General, "Riverside Medical Practice, 0113 496 0123", org(GP));
-        add(EntryKind::QuestionnaireResponse, "PHQ-9 depression score", past(r, 120), Category::MentalHealth, "Score 7 of 27: mild.", org(MENTAL_HEALTH));
-        add(EntryKind::Encounter, "Community mental health review", past(r, 150), Category::MentalHealth, "Mood improving; continue current plan.", org(MENTAL_HEALTH));
-        add(EntryKind::Encounter, "Care needs assessment", past(r, 400), Category::SocialCare, "Eligible for two visits a day.", org(SOCIAL_CARE));
+        add(
+            EntryKind::Medication,
+            med,
+            past(r, 900),
+            Category::General,
+            "Take as directed. Repeat prescription.",
+            org(GP),
+        );
+        add(
+            EntryKind::Immunisation,
+            pick(
+                r,
+                &[
+                    "Influenza vaccine",
+                    "COVID-19 booster",
+                    "Tetanus, diphtheria and polio",
+                ],
+            ),
+            past(r, 700),
+            Category::General,
+            "Given in the left upper arm.",
+            org(GP),
+        );
+        add(
+            EntryKind::Condition,
+            pick(
+                r,
+                &[
+                    "Asthma",
+                    "Hypertension",
+                    "Type 2 diabetes",
+                    "Osteoarthritis of knee",
+                ],
+            ),
+            past(r, 6000),
+            Category::General,
+            "Diagnosed and managed in primary care.",
+            org(GP),
+        );
+        add(
+            EntryKind::Encounter,
+            "GP consultation",
+            past(r, 200),
+            Category::General,
+            "Reviewed symptoms and medication. Follow up in 3 months.",
+            org(GP),
+        );
+        add(
+            EntryKind::Encounter,
+            "Emergency department attendance",
+            past(r, 1500),
+            Category::General,
+            "Seen and discharged the same day.",
+            org(HOSPITAL),
+        );
+        add(
+            EntryKind::Appointment,
+            "Outpatient follow-up",
+            today + Duration::days(r.gen_range(3..90)),
+            Category::General,
+            "Clinic 4, level 2. Please arrive 10 minutes early.",
+            org(HOSPITAL),
+        );
+        add(
+            EntryKind::Appointment,
+            "Annual review",
+            past(r, 300),
+            Category::General,
+            "Attended.",
+            org(GP),
+        );
+        add(
+            EntryKind::CareContact,
+            "Dr Imran Haque (GP)",
+            past(r, 3000),
+            Category::General,
+            "Riverside Medical Practice, 0113 496 0123",
+            org(GP),
+        );
+        add(
+            EntryKind::QuestionnaireResponse,
+            "PHQ-9 depression score",
+            past(r, 120),
+            Category::MentalHealth,
+            "Score 7 of 27: mild.",
+            org(MENTAL_HEALTH),
+        );
+        add(
+            EntryKind::Encounter,
+            "Community mental health review",
+            past(r, 150),
+            Category::MentalHealth,
+            "Mood improving; continue current plan.",
+            org(MENTAL_HEALTH),
+        );
+        add(
+            EntryKind::Encounter,
+            "Care needs assessment",
+            past(r, 400),
+            Category::SocialCare,
+            "Eligible for two visits a day.",
+            org(SOCIAL_CARE),
+        );
         if r.gen_bool(0.3) {
-            add(EntryKind::Encounter, "Sexual health screening", past(r, 500), Category::SexualHealth, "Routine screen; results normal.", org(SEXUAL_HEALTH));
+            add(
+                EntryKind::Encounter,
+                "Sexual health screening",
+                past(r, 500),
+                Category::SexualHealth,
+                "Routine screen; results normal.",
+                org(SEXUAL_HEALTH),
+            );
         }
         if r.gen_bool(0.2) {
-            add(EntryKind::Condition, "Restricted entry", past(r, 800), Category::Restricted, "Held at the patient's request.", org(HOSPITAL));
+            add(
+                EntryKind::Condition,
+                "Restricted entry",
+                past(r, 800),
+                Category::Restricted,
+                "Held at the patient's request.",
+                org(HOSPITAL),
+            );
         }
-        add(EntryKind::Note, "Note for my care team", past(r, 60), Category::General, note_phrase, Source::PatientEntered);
+        add(
+            EntryKind::Note,
+            "Note for my care team",
+            past(r, 60),
+            Category::General,
+            note_phrase,
+            Source::PatientEntered,
+        );
         out
     }
 }
 
 /// A one-page PDF with the given lines (Helvetica), valid enough for any reader.
 pub fn simple_pdf(lines: &[&str]) -> Vec<u8> {
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('(', "\\(").replace(')', "\\)");
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('(', "\\(")
+            .replace(')', "\\)")
+    };
     let mut content = String::from("BT /F1 12 Tf 72 770 Td 16 TL\n");
     for l in lines {
         content.push_str(&format!("({}) Tj T*\n", esc(l)));
@@ -247,12 +488,18 @@ pub fn simple_pdf(lines: &[&str]) -> Vec<u8> {
         pdf.extend_from_slice(format!("{} 0 obj\n{}\nendobj\n", i + 1, o).as_bytes());
     }
     let xref = pdf.len();
-    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for off in offsets {
         pdf.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
     }
     pdf.extend_from_slice(
-        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
     );
     pdf
 }
@@ -288,7 +535,9 @@ impl Keyhold {
                 bytes: letter,
             },
             FileType::Pdf,
-            Source::Organisation { name: HOSPITAL.into() },
+            Source::Organisation {
+                name: HOSPITAL.into(),
+            },
         )?;
         self.audit.add(
             &mut batch,
@@ -328,7 +577,10 @@ impl Keyhold {
             let (mut d, mut identity) = gen.person()?;
             let login = match i {
                 0 => Some(("patient@demo.keyhold.test", "a patient with a full record")),
-                1 => Some(("sensitive@demo.keyhold.test", "a patient whose record is marked sensitive")),
+                1 => Some((
+                    "sensitive@demo.keyhold.test",
+                    "a patient whose record is marked sensitive",
+                )),
                 _ => None,
             };
             if i == 1 {
@@ -342,8 +594,13 @@ impl Keyhold {
             }
             let patient = self.seed_patient(&mut gen, d, &mut identity).await?;
             if let Some((email, who)) = login {
-                self.create_account_for(email, DEMO_PASSWORD, patient).await?;
-                accounts.push(DemoAccount { email: email.into(), password: DEMO_PASSWORD.into(), who: who.into() });
+                self.create_account_for(email, DEMO_PASSWORD, patient)
+                    .await?;
+                accounts.push(DemoAccount {
+                    email: email.into(),
+                    password: DEMO_PASSWORD.into(),
+                    who: who.into(),
+                });
             }
         }
         Ok(accounts)
@@ -351,6 +608,10 @@ impl Keyhold {
 
     /// True when no patient has been stored yet.
     pub fn is_empty(&self) -> Result<bool, DomainError> {
-        Ok(self.store.scan(crate::trees::PATIENTS, b"").next().is_none())
+        Ok(self
+            .store
+            .scan(crate::trees::PATIENTS, b"")
+            .next()
+            .is_none())
     }
 }

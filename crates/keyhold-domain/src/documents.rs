@@ -111,16 +111,22 @@ impl Keyhold {
     /// Checks an upload: title, size, and type by content.
     pub fn validate_document(&self, new: &NewDocument) -> Result<FileType, DomainError> {
         if new.bytes.len() > self.settings.max_upload_bytes {
-            return Err(DomainError::TooLarge { limit: self.settings.max_upload_bytes });
+            return Err(DomainError::TooLarge {
+                limit: self.settings.max_upload_bytes,
+            });
         }
         let mut errors = Vec::new();
         let title = new.title.trim();
         if title.is_empty() {
             errors.push(FieldError::new("title", "Enter a title for the document"));
         } else if title.chars().count() > crate::record::MAX_TITLE_CHARS {
-            errors.push(FieldError::new("title", "Title must be 200 characters or fewer"));
+            errors.push(FieldError::new(
+                "title",
+                "Title must be 200 characters or fewer",
+            ));
         }
-        let t = sniff(&new.filename, &new.bytes).map_err(|e| errors.push(FieldError::new("file", e.to_string())));
+        let t = sniff(&new.filename, &new.bytes)
+            .map_err(|e| errors.push(FieldError::new("file", e.to_string())));
         match t {
             Ok(t) if errors.is_empty() => Ok(t),
             _ => Err(DomainError::Invalid(errors)),
@@ -149,49 +155,108 @@ impl Keyhold {
             source,
             uploaded_at: self.clock.now(),
         };
-        let chunks = u32::try_from(new.bytes.len().div_ceil(CHUNK_SIZE))
-            .map_err(|_| DomainError::TooLarge { limit: self.settings.max_upload_bytes })?;
+        let chunks = u32::try_from(new.bytes.len().div_ceil(CHUNK_SIZE)).map_err(|_| {
+            DomainError::TooLarge {
+                limit: self.settings.max_upload_bytes,
+            }
+        })?;
         let record = chunk_record(id, chunks);
         for (i, chunk) in new.bytes.chunks(CHUNK_SIZE).enumerate() {
-            let i = u32::try_from(i).map_err(|_| DomainError::Internal("too many chunks".into()))?;
+            let i =
+                u32::try_from(i).map_err(|_| DomainError::Internal("too many chunks".into()))?;
             let sealed = self.vault.seal(
                 &dek,
-                &Aad { owner, kind: "document-chunk", record: &record, version: 1, part: i },
+                &Aad {
+                    owner,
+                    kind: "document-chunk",
+                    record: &record,
+                    version: 1,
+                    part: i,
+                },
                 chunk,
             )?;
             batch.put(DOC_CHUNKS, chunk_key(patient, id, i), sealed);
         }
         let sealed_meta = self.vault.seal(
             &dek,
-            &Aad { owner, kind: "document", record: id.as_bytes(), version: 1, part: 0 },
+            &Aad {
+                owner,
+                kind: "document",
+                record: id.as_bytes(),
+                version: 1,
+                part: 0,
+            },
             &serde_json::to_vec(&meta)?,
         )?;
         let key = pair(patient.as_bytes(), id.as_bytes());
         batch.require_absent(DOCUMENTS, key.clone());
-        batch.put(DOCUMENTS, key, serde_json::to_vec(&DocumentRowV1 { version: 1, meta: sealed_meta, chunks })?);
+        batch.put(
+            DOCUMENTS,
+            key,
+            serde_json::to_vec(&DocumentRowV1 {
+                version: 1,
+                meta: sealed_meta,
+                chunks,
+            })?,
+        );
         Ok(id)
     }
 
     /// Stores an upload by the principal: the content, the metadata and the
     /// audit entry are one atomic, durable write.
-    pub async fn add_document(&self, p: &Principal, patient: PatientId, new: NewDocument) -> Result<DocumentId, DomainError> {
+    pub async fn add_document(
+        &self,
+        p: &Principal,
+        patient: PatientId,
+        new: NewDocument,
+    ) -> Result<DocumentId, DomainError> {
         let file_type = self.validate_document(&new)?;
         let now = self
-            .authorize(p, Action::Contribute, Resource { patient, category: Some(new.category) }, AuditAction::Create, "document")
+            .authorize(
+                p,
+                Action::Contribute,
+                Resource {
+                    patient,
+                    category: Some(new.category),
+                },
+                AuditAction::Create,
+                "document",
+            )
             .await?;
         let mut batch = Batch::new();
         let id = self.document_into(&mut batch, patient, new, file_type, Source::PatientEntered)?;
-        self.audit.add(&mut batch, &self.event(p, now, AuditAction::Create, patient, format!("document/{id}")))?;
+        self.audit.add(
+            &mut batch,
+            &self.event(
+                p,
+                now,
+                AuditAction::Create,
+                patient,
+                format!("document/{id}"),
+            ),
+        )?;
         self.store.submit(batch).await?;
         Ok(id)
     }
 
-    fn load_document(&self, patient: PatientId, id: DocumentId, raw: &[u8], dek: &Arc<DataKey>) -> Result<DocumentReader, DomainError> {
+    fn load_document(
+        &self,
+        patient: PatientId,
+        id: DocumentId,
+        raw: &[u8],
+        dek: &Arc<DataKey>,
+    ) -> Result<DocumentReader, DomainError> {
         let row: DocumentRowV1 = serde_json::from_slice(raw)?;
         let owner = KeyOwner::Patient(patient);
         let plain = self.vault.open(
             dek,
-            &Aad { owner, kind: "document", record: id.as_bytes(), version: row.version, part: 0 },
+            &Aad {
+                owner,
+                kind: "document",
+                record: id.as_bytes(),
+                version: row.version,
+                part: 0,
+            },
             &row.meta,
         )?;
         Ok(DocumentReader {
@@ -205,55 +270,149 @@ impl Keyhold {
         })
     }
 
-    fn visible_documents(&self, p: &Principal, patient: PatientId, now: OffsetDateTime) -> Result<Vec<DocumentReader>, DomainError> {
+    fn visible_documents(
+        &self,
+        p: &Principal,
+        patient: PatientId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<DocumentReader>, DomainError> {
         let dek = self.vault.key(KeyOwner::Patient(patient))?;
         let mut out = Vec::new();
         for item in self.store.scan(DOCUMENTS, patient.as_bytes()) {
             let (key, raw) = item?;
-            let id = DocumentId::from_bytes(&key[16..]).ok_or_else(|| DomainError::Internal("bad document key".into()))?;
+            let id = DocumentId::from_bytes(&key[16..])
+                .ok_or_else(|| DomainError::Internal("bad document key".into()))?;
             let doc = self.load_document(patient, id, &raw, &dek)?;
-            if decide(p, Action::Read, &Resource { patient, category: Some(doc.meta.category) }, now).is_allowed() {
+            if decide(
+                p,
+                Action::Read,
+                &Resource {
+                    patient,
+                    category: Some(doc.meta.category),
+                },
+                now,
+            )
+            .is_allowed()
+            {
                 out.push(doc);
             }
         }
-        out.sort_by(|a, b| b.meta.uploaded_at.cmp(&a.meta.uploaded_at));
+        out.sort_by_key(|d| std::cmp::Reverse(d.meta.uploaded_at));
         Ok(out)
     }
 
     /// The documents the principal may see, newest first.
-    pub async fn documents(&self, p: &Principal, patient: PatientId) -> Result<Vec<DocumentMeta>, DomainError> {
-        let now = self.authorize(p, Action::Read, Resource { patient, category: None }, AuditAction::Read, "documents").await?;
-        let docs: Vec<DocumentMeta> = self.visible_documents(p, patient, now)?.into_iter().map(|d| d.meta).collect();
-        self.audit.record(&self.event(p, now, AuditAction::Read, patient, "documents".into())).await?;
+    pub async fn documents(
+        &self,
+        p: &Principal,
+        patient: PatientId,
+    ) -> Result<Vec<DocumentMeta>, DomainError> {
+        let now = self
+            .authorize(
+                p,
+                Action::Read,
+                Resource {
+                    patient,
+                    category: None,
+                },
+                AuditAction::Read,
+                "documents",
+            )
+            .await?;
+        let docs: Vec<DocumentMeta> = self
+            .visible_documents(p, patient, now)?
+            .into_iter()
+            .map(|d| d.meta)
+            .collect();
+        self.audit
+            .record(&self.event(p, now, AuditAction::Read, patient, "documents".into()))
+            .await?;
         Ok(docs)
     }
 
     /// Opens one document for download; the download is audited (durably)
     /// before the first byte can be read.
-    pub async fn open_document(&self, p: &Principal, patient: PatientId, id: DocumentId) -> Result<DocumentReader, DomainError> {
+    pub async fn open_document(
+        &self,
+        p: &Principal,
+        patient: PatientId,
+        id: DocumentId,
+    ) -> Result<DocumentReader, DomainError> {
         let what = format!("document/{id}");
-        let now = self.authorize(p, Action::Export, Resource { patient, category: None }, AuditAction::Export, &what).await?;
-        let raw = self.store.get(DOCUMENTS, &pair(patient.as_bytes(), id.as_bytes()))?.ok_or(DomainError::NotFound)?;
+        let now = self
+            .authorize(
+                p,
+                Action::Export,
+                Resource {
+                    patient,
+                    category: None,
+                },
+                AuditAction::Export,
+                &what,
+            )
+            .await?;
+        let raw = self
+            .store
+            .get(DOCUMENTS, &pair(patient.as_bytes(), id.as_bytes()))?
+            .ok_or(DomainError::NotFound)?;
         let dek = self.vault.key(KeyOwner::Patient(patient))?;
         let doc = self.load_document(patient, id, &raw, &dek)?;
-        if !decide(p, Action::Export, &Resource { patient, category: Some(doc.meta.category) }, now).is_allowed() {
+        if !decide(
+            p,
+            Action::Export,
+            &Resource {
+                patient,
+                category: Some(doc.meta.category),
+            },
+            now,
+        )
+        .is_allowed()
+        {
             return Err(DomainError::NotFound);
         }
-        self.audit.record(&self.event(p, now, AuditAction::Export, patient, what)).await?;
+        self.audit
+            .record(&self.event(p, now, AuditAction::Export, patient, what))
+            .await?;
         Ok(doc)
     }
 
     /// Opens every document the principal may export (for one zip); one audit entry.
-    pub async fn open_all_documents(&self, p: &Principal, patient: PatientId) -> Result<Vec<DocumentReader>, DomainError> {
+    pub async fn open_all_documents(
+        &self,
+        p: &Principal,
+        patient: PatientId,
+    ) -> Result<Vec<DocumentReader>, DomainError> {
         let now = self
-            .authorize(p, Action::Export, Resource { patient, category: None }, AuditAction::Export, "documents.zip")
+            .authorize(
+                p,
+                Action::Export,
+                Resource {
+                    patient,
+                    category: None,
+                },
+                AuditAction::Export,
+                "documents.zip",
+            )
             .await?;
         let docs: Vec<DocumentReader> = self
             .visible_documents(p, patient, now)?
             .into_iter()
-            .filter(|d| decide(p, Action::Export, &Resource { patient, category: Some(d.meta.category) }, now).is_allowed())
+            .filter(|d| {
+                decide(
+                    p,
+                    Action::Export,
+                    &Resource {
+                        patient,
+                        category: Some(d.meta.category),
+                    },
+                    now,
+                )
+                .is_allowed()
+            })
             .collect();
-        self.audit.record(&self.event(p, now, AuditAction::Export, patient, "documents.zip".into())).await?;
+        self.audit
+            .record(&self.event(p, now, AuditAction::Export, patient, "documents.zip".into()))
+            .await?;
         Ok(docs)
     }
 }

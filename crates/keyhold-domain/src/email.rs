@@ -91,9 +91,21 @@ mod tests {
     #[test]
     fn refuses_malformed() {
         assert_eq!(Email::parse("   "), Err(EmailError::Empty));
-        for bad in ["ann", "ann@", "@x.test", "ann@x", "ann@.x.test", "a b@x.test", "ann@x..test", "ann@x.test."] {
+        for bad in [
+            "ann",
+            "ann@",
+            "@x.test",
+            "ann@x",
+            "ann@.x.test",
+            "a b@x.test",
+            "ann@x..test",
+            "ann@x.test.",
+        ] {
             assert_eq!(Email::parse(bad), Err(EmailError::Format), "{bad}");
         }
-        assert_eq!(Email::parse(&format!("{}@x.test", "a".repeat(65))), Err(EmailError::Format));
+        assert_eq!(
+            Email::parse(&format!("{}@x.test", "a".repeat(65))),
+            Err(EmailError::Format)
+        );
     }
 }

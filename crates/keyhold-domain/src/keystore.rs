@@ -56,8 +56,12 @@ fn sync_dir(dir: &Path) {
 /// Master key files present, as (N, path), sorted by N.
 fn master_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>, DomainError> {
     let mut out = Vec::new();
-    let rd = fs::read_dir(dir)
-        .map_err(|e| keys_err(format!("cannot read the keys folder {}: {e}", dir.display())))?;
+    let rd = fs::read_dir(dir).map_err(|e| {
+        keys_err(format!(
+            "cannot read the keys folder {}: {e}",
+            dir.display()
+        ))
+    })?;
     for entry in rd {
         let entry = entry.map_err(|e| keys_err(format!("cannot read {}: {e}", dir.display())))?;
         let name = entry.file_name();
@@ -128,8 +132,8 @@ pub fn add_master_key(dir: &Path) -> Result<PathBuf, DomainError> {
 
 /// Refuses a key file that its group or others can read or write.
 fn check_private(path: &Path) -> Result<(), DomainError> {
-    let meta = fs::metadata(path)
-        .map_err(|e| keys_err(format!("cannot read {}: {e}", path.display())))?;
+    let meta =
+        fs::metadata(path).map_err(|e| keys_err(format!("cannot read {}: {e}", path.display())))?;
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(keys_err(format!(
@@ -160,7 +164,9 @@ pub fn load_keys(dir: &Path) -> Result<LoadedKeys, DomainError> {
     let mut keys = Vec::new();
     for (_, path) in &masters {
         let text = read_secret(path)?;
-        keys.push(MasterKey::parse(&text).map_err(|e| keys_err(format!("{}: {e}", path.display())))?);
+        keys.push(
+            MasterKey::parse(&text).map_err(|e| keys_err(format!("{}: {e}", path.display())))?,
+        );
     }
     let index_path = dir.join(INDEX_FILE);
     let index = IndexKey::from_hex(&read_secret(&index_path)?)
@@ -180,7 +186,7 @@ pub fn load_keys(dir: &Path) -> Result<LoadedKeys, DomainError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -196,7 +202,10 @@ mod tests {
             }
             assert_eq!(mode, 0o600, "{}", p.display());
         }
-        assert!(init_keys(dir.path()).unwrap().is_empty(), "init overwrote or re-created keys");
+        assert!(
+            init_keys(dir.path()).unwrap().is_empty(),
+            "init overwrote or re-created keys"
+        );
         let keys = load_keys(dir.path()).unwrap();
         assert_eq!(keys.keyring.len(), 1);
     }

@@ -118,7 +118,10 @@ mod tests {
         for s in ["9434765919", "943 476 5919", "943-476-5919", " 4010232137 "] {
             assert!(NhsNumber::parse(s).is_ok(), "{s}");
         }
-        assert_eq!(NhsNumber::parse("9434765919").unwrap().to_string(), "943 476 5919");
+        assert_eq!(
+            NhsNumber::parse("9434765919").unwrap().to_string(),
+            "943 476 5919"
+        );
     }
 
     #[test]
@@ -128,22 +131,37 @@ mod tests {
         let nine = (0..100u8)
             .map(|i| [1, 0, 0, 0, 0, 0, 0, i / 10, i % 10])
             .find(|d| {
-                let sum: u32 = d.iter().zip((2..=10u32).rev()).map(|(x, w)| u32::from(*x) * w).sum();
-                sum % 11 == 0
+                let sum: u32 = d
+                    .iter()
+                    .zip((2..=10u32).rev())
+                    .map(|(x, w)| u32::from(*x) * w)
+                    .sum();
+                sum.is_multiple_of(11)
             })
             .unwrap();
         let n = NhsNumber::from_nine(nine).unwrap();
         assert!(n.digits().ends_with('0'), "{}", n.digits());
         assert!(NhsNumber::parse(&n.digits()).is_ok());
-        assert_eq!(NhsNumber::from_nine([4, 0, 1, 0, 2, 3, 2, 1, 3]).unwrap().digits(), "4010232137");
+        assert_eq!(
+            NhsNumber::from_nine([4, 0, 1, 0, 2, 3, 2, 1, 3])
+                .unwrap()
+                .digits(),
+            "4010232137"
+        );
     }
 
     #[test]
     fn refuses_bad_numbers_with_a_reason() {
-        assert_eq!(NhsNumber::parse("9434765918"), Err(NhsNumberError::CheckDigit));
+        assert_eq!(
+            NhsNumber::parse("9434765918"),
+            Err(NhsNumberError::CheckDigit)
+        );
         assert_eq!(NhsNumber::parse("943476591"), Err(NhsNumberError::Length));
         assert_eq!(NhsNumber::parse("94347659190"), Err(NhsNumberError::Length));
-        assert_eq!(NhsNumber::parse("94347659a9"), Err(NhsNumberError::NotDigits));
+        assert_eq!(
+            NhsNumber::parse("94347659a9"),
+            Err(NhsNumberError::NotDigits)
+        );
         assert_eq!(NhsNumber::parse(""), Err(NhsNumberError::Length));
     }
 
@@ -162,7 +180,11 @@ mod tests {
             .unwrap();
         assert!(NhsNumber::from_nine(nine).is_none());
         for last in 0..=9u8 {
-            let s: String = nine.iter().chain([last].iter()).map(|d| char::from(b'0' + d)).collect();
+            let s: String = nine
+                .iter()
+                .chain([last].iter())
+                .map(|d| char::from(b'0' + d))
+                .collect();
             assert!(NhsNumber::parse(&s).is_err(), "{s} accepted");
         }
     }

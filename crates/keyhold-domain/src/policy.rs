@@ -59,7 +59,12 @@ impl Decision {
     }
 }
 
-pub fn decide(principal: &Principal, action: Action, resource: &Resource, now: OffsetDateTime) -> Decision {
+pub fn decide(
+    principal: &Principal,
+    action: Action,
+    resource: &Resource,
+    now: OffsetDateTime,
+) -> Decision {
     // `action` and `now` matter once grants exist (permissions, end dates);
     // the owner may do everything with their own record, at any time.
     let _ = (action, now);
@@ -74,13 +79,31 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn check(own: Option<PatientId>, target: PatientId, action: Action, category: Option<Category>, allowed: bool) {
+    fn check(
+        own: Option<PatientId>,
+        target: PatientId,
+        action: Action,
+        category: Option<Category>,
+        allowed: bool,
+    ) {
         let p = Principal {
             account: AccountId::new_random(),
             own_patient: own,
         };
-        let d = decide(&p, action, &Resource { patient: target, category }, OffsetDateTime::UNIX_EPOCH);
-        assert_eq!(d.is_allowed(), allowed, "own={own:?} target={target} {action:?} {category:?}");
+        let d = decide(
+            &p,
+            action,
+            &Resource {
+                patient: target,
+                category,
+            },
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        assert_eq!(
+            d.is_allowed(),
+            allowed,
+            "own={own:?} target={target} {action:?} {category:?}"
+        );
     }
 
     #[test]

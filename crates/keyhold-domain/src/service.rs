@@ -126,7 +126,12 @@ impl Keyhold {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, DomainError> {
         check_schema(store.as_ref())?;
-        let vault = Vault::new(store.clone(), keys.keyring, keys.index, settings.dek_cache_size);
+        let vault = Vault::new(
+            store.clone(),
+            keys.keyring,
+            keys.index,
+            settings.dek_cache_size,
+        );
         check_canary(store.as_ref(), &vault)?;
         let hasher = if settings.danger_fast_hashing {
             PasswordHasher::danger_fast_for_tests()
@@ -180,7 +185,10 @@ impl Keyhold {
     }
 
     /// Re-wraps every data key under the newest key of `keys` (rotation).
-    pub fn rewrap_data_keys(&self, keys: keyhold_crypto::MasterKeyring) -> Result<usize, DomainError> {
+    pub fn rewrap_data_keys(
+        &self,
+        keys: keyhold_crypto::MasterKeyring,
+    ) -> Result<usize, DomainError> {
         self.vault.rewrap_all(keys)
     }
 }
@@ -188,7 +196,9 @@ impl Keyhold {
 fn check_schema(store: &dyn Store) -> Result<(), DomainError> {
     match store.get(META, b"schema_version")? {
         Some(v) => {
-            let found = <[u8; 4]>::try_from(v.as_slice()).map(u32::from_be_bytes).unwrap_or(0);
+            let found = <[u8; 4]>::try_from(v.as_slice())
+                .map(u32::from_be_bytes)
+                .unwrap_or(0);
             if found != SCHEMA_VERSION {
                 return Err(DomainError::Schema(format!(
                     "this store has schema version {found}, but this keyhold reads version {SCHEMA_VERSION}; \
@@ -199,7 +209,11 @@ fn check_schema(store: &dyn Store) -> Result<(), DomainError> {
         None => {
             let mut b = Batch::new();
             b.require_absent(META, b"schema_version".to_vec());
-            b.put(META, b"schema_version".to_vec(), SCHEMA_VERSION.to_be_bytes().to_vec());
+            b.put(
+                META,
+                b"schema_version".to_vec(),
+                SCHEMA_VERSION.to_be_bytes().to_vec(),
+            );
             store.submit(b).wait()?;
         }
     }
@@ -216,12 +230,15 @@ fn check_canary(store: &dyn Store, vault: &Vault) -> Result<(), DomainError> {
         return Ok(());
     }
     vault.forget(KeyOwner::Canary);
-    vault.key(KeyOwner::Canary).map(|_| ()).map_err(|e| match e {
-        DomainError::Crypto(_) => DomainError::Keys(
-            "the master keys in the keys folder cannot open this store's data keys: \
+    vault
+        .key(KeyOwner::Canary)
+        .map(|_| ())
+        .map_err(|e| match e {
+            DomainError::Crypto(_) => DomainError::Keys(
+                "the master keys in the keys folder cannot open this store's data keys: \
              is --keys the folder that belongs to this --data folder?"
-                .into(),
-        ),
-        other => other,
-    })
+                    .into(),
+            ),
+            other => other,
+        })
 }

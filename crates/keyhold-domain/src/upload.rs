@@ -27,7 +27,9 @@ impl FileType {
             FileType::Bmp => "image/bmp",
             FileType::Jpeg => "image/jpeg",
             FileType::Doc => "application/msword",
-            FileType::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            FileType::Docx => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
         }
     }
 
@@ -97,7 +99,9 @@ fn is_docx(bytes: &[u8]) -> bool {
     let mut has_types = false;
     let mut has_body = false;
     for i in 0..zip.len() {
-        let Ok(f) = zip.by_index_raw(i) else { return false };
+        let Ok(f) = zip.by_index_raw(i) else {
+            return false;
+        };
         total = total.saturating_add(f.size());
         match f.name().as_deref() {
             Ok("[Content_Types].xml") => has_types = true,
@@ -112,7 +116,10 @@ fn is_bmp(b: &[u8]) -> bool {
     // "BM", then the DIB header size at offset 14 must be one of the known ones.
     b.len() >= 26
         && b.starts_with(b"BM")
-        && matches!(u32::from_le_bytes([b[14], b[15], b[16], b[17]]), 12 | 40 | 52 | 56 | 64 | 108 | 124)
+        && matches!(
+            u32::from_le_bytes([b[14], b[15], b[16], b[17]]),
+            12 | 40 | 52 | 56 | 64 | 108 | 124
+        )
 }
 
 fn content_is(t: FileType, b: &[u8]) -> bool {
@@ -148,7 +155,9 @@ pub fn sniff(filename: &str, bytes: &[u8]) -> Result<FileType, UploadError> {
 pub fn clean_filename(raw: &str, t: FileType) -> String {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let (stem, ext) = match base.rsplit_once('.') {
-        Some((s, e)) if t.extensions().contains(&e.to_ascii_lowercase().as_str()) => (s, e.to_ascii_lowercase()),
+        Some((s, e)) if t.extensions().contains(&e.to_ascii_lowercase().as_str()) => {
+            (s, e.to_ascii_lowercase())
+        }
         _ => (base, t.extensions()[0].to_string()),
     };
     let mut cleaned = String::with_capacity(stem.len());
@@ -168,7 +177,11 @@ pub fn clean_filename(raw: &str, t: FileType) -> String {
         .chars()
         .take(100 - ext.len() - 1)
         .collect();
-    let stem = if trimmed.is_empty() { "document".to_string() } else { trimmed };
+    let stem = if trimmed.is_empty() {
+        "document".to_string()
+    } else {
+        trimmed
+    };
     format!("{stem}.{ext}")
 }
 
@@ -182,7 +195,8 @@ mod tests {
         let mut buf = Cursor::new(Vec::new());
         {
             let mut z = zip::ZipWriter::new(&mut buf);
-            let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+            let o = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored);
             z.start_file("[Content_Types].xml", o).unwrap();
             z.write_all(b"<Types/>").unwrap();
             if with_body {
@@ -208,7 +222,11 @@ mod tests {
             ("a.bmp", bmp, FileType::Bmp),
             ("a.jpeg", vec![0xFF, 0xD8, 0xFF, 0xE0, 0], FileType::Jpeg),
             ("a.jpg", vec![0xFF, 0xD8, 0xFF, 0xE1, 0], FileType::Jpeg),
-            ("a.doc", vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0], FileType::Doc),
+            (
+                "a.doc",
+                vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0],
+                FileType::Doc,
+            ),
             ("a.docx", docx(true), FileType::Docx),
         ];
         for (name, bytes, t) in cases {
@@ -218,8 +236,14 @@ mod tests {
 
     #[test]
     fn names_and_contents_that_disagree_are_refused() {
-        assert_eq!(sniff("x.pdf", b"<html><script>"), Err(UploadError::ContentMismatch("PDF")));
-        assert_eq!(sniff("x.png", b"%PDF-1.4"), Err(UploadError::ContentMismatch("PNG image")));
+        assert_eq!(
+            sniff("x.pdf", b"<html><script>"),
+            Err(UploadError::ContentMismatch("PDF"))
+        );
+        assert_eq!(
+            sniff("x.png", b"%PDF-1.4"),
+            Err(UploadError::ContentMismatch("PNG image"))
+        );
         assert_eq!(sniff("x.exe", b"MZ"), Err(UploadError::UnsupportedName));
         assert_eq!(sniff("pdf", b"%PDF-1.4"), Err(UploadError::UnsupportedName));
         assert_eq!(sniff("x.pdf", b""), Err(UploadError::Empty));
@@ -231,14 +255,26 @@ mod tests {
 
     #[test]
     fn file_names_are_cleaned() {
-        assert_eq!(clean_filename("../../etc/passwd.pdf", FileType::Pdf), "passwd.pdf");
-        assert_eq!(clean_filename("C:\\Users\\ann\\Letter 1.PDF", FileType::Pdf), "Letter 1.pdf");
-        assert_eq!(clean_filename("a\u{0}b\r\n<script>.pdf", FileType::Pdf), "a_b_script.pdf");
+        assert_eq!(
+            clean_filename("../../etc/passwd.pdf", FileType::Pdf),
+            "passwd.pdf"
+        );
+        assert_eq!(
+            clean_filename("C:\\Users\\ann\\Letter 1.PDF", FileType::Pdf),
+            "Letter 1.pdf"
+        );
+        assert_eq!(
+            clean_filename("a\u{0}b\r\n<script>.pdf", FileType::Pdf),
+            "a_b_script.pdf"
+        );
         assert_eq!(clean_filename("....pdf", FileType::Pdf), "document.pdf");
         assert_eq!(clean_filename("scan", FileType::Jpeg), "scan.jpg");
         assert_eq!(clean_filename("x.pdf.exe", FileType::Pdf), "x.pdf.exe.pdf");
         let long = format!("{}.pdf", "a".repeat(500));
         assert_eq!(clean_filename(&long, FileType::Pdf).len(), 100);
-        assert_eq!(clean_filename("rapport-médical.pdf", FileType::Pdf), "rapport-m_dical.pdf");
+        assert_eq!(
+            clean_filename("rapport-médical.pdf", FileType::Pdf),
+            "rapport-m_dical.pdf"
+        );
     }
 }

@@ -51,7 +51,12 @@ fn poisoned() -> DomainError {
 }
 
 impl Vault {
-    pub fn new(store: Arc<dyn Store>, keyring: MasterKeyring, index: IndexKey, cache_size: usize) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        keyring: MasterKeyring,
+        index: IndexKey,
+        cache_size: usize,
+    ) -> Self {
         let cap = NonZeroUsize::new(cache_size.max(1)).unwrap_or(NonZeroUsize::MIN);
         Vault {
             keyring: RwLock::new(Arc::new(keyring)),
@@ -71,13 +76,20 @@ impl Vault {
 
     /// Makes a fresh data key for `owner` and adds its wrapped form to `batch`,
     /// refusing to overwrite an existing one.
-    pub fn create_key(&self, owner: KeyOwner, batch: &mut Batch) -> Result<Arc<DataKey>, DomainError> {
+    pub fn create_key(
+        &self,
+        owner: KeyOwner,
+        batch: &mut Batch,
+    ) -> Result<Arc<DataKey>, DomainError> {
         let dek = DataKey::generate()?;
         let wrapped = self.keyring()?.wrap(&dek)?;
         batch.require_absent(DEKS, owner.key());
         batch.put(DEKS, owner.key(), wrapped);
         let dek = Arc::new(dek);
-        self.cache.lock().map_err(|_| poisoned())?.put(owner, dek.clone());
+        self.cache
+            .lock()
+            .map_err(|_| poisoned())?
+            .put(owner, dek.clone());
         Ok(dek)
     }
 
@@ -86,9 +98,15 @@ impl Vault {
         if let Some(k) = self.cache.lock().map_err(|_| poisoned())?.get(&owner) {
             return Ok(k.clone());
         }
-        let wrapped = self.store.get(DEKS, &owner.key())?.ok_or(DomainError::NotFound)?;
+        let wrapped = self
+            .store
+            .get(DEKS, &owner.key())?
+            .ok_or(DomainError::NotFound)?;
         let dek = Arc::new(self.keyring()?.unwrap(&wrapped)?);
-        self.cache.lock().map_err(|_| poisoned())?.put(owner, dek.clone());
+        self.cache
+            .lock()
+            .map_err(|_| poisoned())?
+            .put(owner, dek.clone());
         Ok(dek)
     }
 
@@ -99,11 +117,21 @@ impl Vault {
         }
     }
 
-    pub fn seal(&self, dek: &DataKey, aad: &Aad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, DomainError> {
+    pub fn seal(
+        &self,
+        dek: &DataKey,
+        aad: &Aad<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, DomainError> {
         Ok(seal(dek, &aad.bytes(), plaintext)?)
     }
 
-    pub fn open(&self, dek: &DataKey, aad: &Aad<'_>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, DomainError> {
+    pub fn open(
+        &self,
+        dek: &DataKey,
+        aad: &Aad<'_>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, DomainError> {
         Ok(open(dek, &aad.bytes(), sealed)?)
     }
 

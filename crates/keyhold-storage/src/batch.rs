@@ -110,8 +110,7 @@ impl Batch {
 /// before it. The audit log uses this to hash-chain entries in exactly the order
 /// the committer writes them, whatever order requests arrived in.
 pub trait ChainLink: Send + Sync + 'static {
-    fn link(&self, seq: u64, previous: Option<&[u8]>, payload: &[u8])
-        -> Result<Vec<u8>, String>;
+    fn link(&self, seq: u64, previous: Option<&[u8]>, payload: &[u8]) -> Result<Vec<u8>, String>;
 }
 
 /// What a durable batch reports back.

@@ -153,7 +153,10 @@ impl<E: Engine> Worker<E> {
         if !self.heads.contains_key(&tree) {
             let prefix = full_key(tree, b"");
             let head = match self.engine.last_with_prefix(&prefix)? {
-                None => LogHead { next: 0, last: None },
+                None => LogHead {
+                    next: 0,
+                    last: None,
+                },
                 Some((k, v)) => {
                     let raw: [u8; 8] = k[prefix.len()..].try_into().map_err(|_| {
                         StorageError::Incompatible(format!(

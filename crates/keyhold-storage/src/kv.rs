@@ -8,10 +8,13 @@ use crate::committer::Committer;
 use crate::engine::Engine;
 use crate::StorageError;
 
+/// A key and its value.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
 /// Iterator over `(key, value)` pairs of one tree, keys without the tree prefix.
 /// Errors are yielded, never dropped.
 pub type KvIter<'a> =
-    Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>> + Send + 'a>;
+    Box<dyn Iterator<Item = Result<Pair, StorageError>> + Send + 'a>;
 
 /// Counters a `/metrics` page or a benchmark can read.
 #[derive(Debug, Default, Clone, Copy)]
@@ -28,7 +31,7 @@ pub trait Store: Send + Sync + 'static {
     /// Every entry of `tree` whose key starts with `prefix`, in key order.
     fn scan(&self, tree: TreeName, prefix: &[u8]) -> KvIter<'_>;
     /// The entry with the greatest key in `tree`.
-    fn last(&self, tree: TreeName) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn last(&self, tree: TreeName) -> Result<Option<Pair>, StorageError>;
     /// Queues an atomic batch; the ticket resolves once it is durable.
     fn submit(&self, batch: Batch) -> Ticket;
     fn stats(&self) -> StoreStats;
@@ -76,7 +79,7 @@ impl<E: Engine> Store for KvStore<E> {
         )
     }
 
-    fn last(&self, tree: TreeName) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn last(&self, tree: TreeName) -> Result<Option<Pair>, StorageError> {
         let strip = tree.as_str().len() + 1;
         Ok(self
             .engine

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use crate::batch::{ChainLink, TreeName};
 use crate::engine::{Engine, RawIter, Write};
 use crate::kv::{KvStore, Store};
+use crate::kv::Pair;
 use crate::StorageError;
 
 #[derive(Default)]
@@ -37,7 +38,7 @@ impl Engine for Memory {
         }
     }
 
-    fn last_with_prefix(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn last_with_prefix(&self, prefix: &[u8]) -> Result<Option<Pair>, StorageError> {
         let m = self.map.read().map_err(|_| poisoned())?;
         Ok(m.range(prefix.to_vec()..)
             .take_while(|(k, _)| k.starts_with(prefix))

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::batch::{ChainLink, TreeName};
 use crate::engine::{Engine, RawIter, Write};
 use crate::kv::{KvStore, Store};
+use crate::kv::Pair;
 use crate::StorageError;
 
 /// Marks a folder as written by this backend; another backend refuses it.
@@ -31,7 +32,7 @@ impl Engine for SledEngine {
         )
     }
 
-    fn last_with_prefix(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn last_with_prefix(&self, prefix: &[u8]) -> Result<Option<Pair>, StorageError> {
         match self.tree.scan_prefix(prefix).next_back() {
             None => Ok(None),
             Some(r) => {
@@ -72,10 +73,9 @@ pub fn open_sled(
     dir: &Path,
     chains: Vec<(TreeName, Arc<dyn ChainLink>)>,
 ) -> Result<Arc<dyn Store>, StorageError> {
-    let db = sled::Config::new()
-        .path(dir)
-        .open()
-        .map_err(|e| StorageError::Incompatible(format!("cannot open the store in {}: {e}", dir.display())))?;
+    let db = sled::Config::new().path(dir).open().map_err(|e| {
+        StorageError::Incompatible(format!("cannot open the store in {}: {e}", dir.display()))
+    })?;
     let tree = db.open_tree("kv")?;
     match db.get(BACKEND_KEY)? {
         None => {

@@ -67,15 +67,25 @@ fn failed_precondition_writes_nothing() {
         b.put(T, b"acct-2".to_vec(), b"record".to_vec());
         b.append(LOG, b"x".to_vec());
         assert!(matches!(s.submit(b).wait(), Err(StorageError::Conflict)));
-        assert_eq!(s.get(T, b"email-index").unwrap().as_deref(), Some(&b"acct-1"[..]));
+        assert_eq!(
+            s.get(T, b"email-index").unwrap().as_deref(),
+            Some(&b"acct-1"[..])
+        );
         assert_eq!(s.get(T, b"acct-2").unwrap(), None);
-        assert_eq!(s.scan(LOG, b"").count(), 0, "a refused batch appended to the log");
+        assert_eq!(
+            s.scan(LOG, b"").count(),
+            0,
+            "a refused batch appended to the log"
+        );
 
         let mut cas = Batch::new();
         cas.require_equals(T, b"email-index".to_vec(), Some(b"acct-1".to_vec()));
         cas.put(T, b"email-index".to_vec(), b"acct-3".to_vec());
         s.submit(cas).wait().unwrap();
-        assert_eq!(s.get(T, b"email-index").unwrap().as_deref(), Some(&b"acct-3"[..]));
+        assert_eq!(
+            s.get(T, b"email-index").unwrap().as_deref(),
+            Some(&b"acct-3"[..])
+        );
     });
 }
 
@@ -97,7 +107,10 @@ fn concurrent_appends_are_contiguous_and_chained() {
                 })
             })
             .collect();
-        let mut all: Vec<u64> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let mut all: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         all.sort_unstable();
         assert_eq!(all, (0..400).collect::<Vec<_>>());
         for (i, r) in s.scan(LOG, b"").enumerate() {

@@ -44,7 +44,9 @@ pub fn clear(name: &str, secure: bool) -> String {
 
 /// Tokens we issue are base64url; anything else in a cookie is ignored.
 pub fn is_token(v: &str) -> bool {
-    (20..=100).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (20..=100).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -55,7 +57,10 @@ mod tests {
     #[test]
     fn finds_a_cookie_among_several() {
         let mut h = HeaderMap::new();
-        h.append(COOKIE, HeaderValue::from_static("a=1; keyhold_session=abc; b=2"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; keyhold_session=abc; b=2"),
+        );
         assert_eq!(get(&h, "keyhold_session").as_deref(), Some("abc"));
         assert_eq!(get(&h, "keyhold"), None);
     }
@@ -64,7 +69,12 @@ mod tests {
     fn secure_cookies_are_host_prefixed_and_secure() {
         assert_eq!(name("s", true), "__Host-s");
         let c = set("__Host-s", "v", true, "Lax", None);
-        assert!(c.contains("HttpOnly") && c.contains("Secure") && c.contains("SameSite=Lax") && c.contains("Path=/"));
+        assert!(
+            c.contains("HttpOnly")
+                && c.contains("Secure")
+                && c.contains("SameSite=Lax")
+                && c.contains("Path=/")
+        );
         assert!(!set("s", "v", false, "Strict", None).contains("Secure"));
     }
 }

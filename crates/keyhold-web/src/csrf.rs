@@ -25,11 +25,17 @@ fn mac_input(secret: &str, session: Option<&str>) -> Vec<u8> {
 
 /// The token forms must carry.
 pub fn token(state: &AppState, secret: &CsrfSecret, session: Option<&str>) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(state.csrf.mac(&mac_input(&secret.0, session)))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(state.csrf.mac(&mac_input(&secret.0, session)))
 }
 
 /// Checks a submitted token in constant time.
-pub fn verify(state: &AppState, secret: &CsrfSecret, session: Option<&str>, submitted: &str) -> bool {
+pub fn verify(
+    state: &AppState,
+    secret: &CsrfSecret,
+    session: Option<&str>,
+    submitted: &str,
+) -> bool {
     match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(submitted.trim()) {
         Ok(tag) => state.csrf.verify(&mac_input(&secret.0, session), &tag),
         Err(_) => false,
@@ -37,7 +43,11 @@ pub fn verify(state: &AppState, secret: &CsrfSecret, session: Option<&str>, subm
 }
 
 /// Makes sure every request has a CSRF secret, setting the cookie when new.
-pub async fn ensure_secret(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn ensure_secret(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let name = cookies::name(CSRF_COOKIE, state.config.secure_cookies);
     let existing = cookies::get(req.headers(), &name).filter(|v| cookies::is_token(v));
     let (secret, fresh) = match existing {

@@ -60,7 +60,10 @@ fn mib(bytes: usize) -> String {
 
 impl WebError {
     fn status_and_page(&self) -> (StatusCode, ErrorPage) {
-        let page = |h: &str, m: &str| ErrorPage { heading: h.into(), message: m.into() };
+        let page = |h: &str, m: &str| ErrorPage {
+            heading: h.into(),
+            message: m.into(),
+        };
         match self {
             WebError::NotFound => (StatusCode::NOT_FOUND, page("Page not found", "If you typed the web address, check it is correct. If you pasted the web address, check you copied the entire address.")),
             WebError::Unauthenticated => (StatusCode::UNAUTHORIZED, page("Sign in to continue", "Your session has ended. Sign in again to continue.")),
@@ -78,7 +81,11 @@ impl WebError {
     /// The response before the page is rendered (or a redirect).
     pub fn into_page(self) -> Response {
         if matches!(self, WebError::Unauthenticated) {
-            return (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/signin"))]).into_response();
+            return (
+                StatusCode::SEE_OTHER,
+                [(LOCATION, HeaderValue::from_static("/signin"))],
+            )
+                .into_response();
         }
         if let WebError::Internal(detail) = &self {
             tracing::error!(%detail, "request failed");
@@ -86,7 +93,8 @@ impl WebError {
         let (status, page) = self.status_and_page();
         let mut resp = status.into_response();
         if matches!(self, WebError::Overloaded) {
-            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("30"));
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("30"));
         }
         resp.extensions_mut().insert(page);
         resp
@@ -115,7 +123,11 @@ fn generic(status: StatusCode) -> ErrorPage {
 
 /// Renders error pages: for our own errors (which carry an [`ErrorPage`]) and
 /// for axum's rejections (plain text), so every failure a browser sees is a page.
-pub async fn render_error_pages(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn render_error_pages(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let secret = req.extensions().get::<CsrfSecret>().cloned();
     let headers = req.headers().clone();
     let resp = next.run(req).await;
@@ -123,7 +135,11 @@ pub async fn render_error_pages(State(state): State<AppState>, req: Request, nex
     let page = match resp.extensions().get::<ErrorPage>() {
         Some(p) => p.clone(),
         None => {
-            let ct = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let ct = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             let ours = ct.starts_with("text/html") || ct.contains("json");
             if !(status.is_client_error() || status.is_server_error()) || ours {
                 return resp;
@@ -140,7 +156,8 @@ pub async fn render_error_pages(State(state): State<AppState>, req: Request, nex
         }
     }
     for v in resp.headers().get_all(axum::http::header::SET_COOKIE) {
-        out.headers_mut().append(axum::http::header::SET_COOKIE, v.clone());
+        out.headers_mut()
+            .append(axum::http::header::SET_COOKIE, v.clone());
     }
     out
 }

@@ -25,13 +25,22 @@ pub struct Viewer {
 impl Viewer {
     pub async fn resolve(state: &AppState, headers: &HeaderMap, secret: CsrfSecret) -> Viewer {
         let name = cookies::name(SESSION_COOKIE, state.config.secure_cookies);
-        let mut viewer = Viewer { principal: None, session: None, secret, account_email: None };
+        let mut viewer = Viewer {
+            principal: None,
+            session: None,
+            secret,
+            account_email: None,
+        };
         let Some(raw) = cookies::get(headers, &name).filter(|v| cookies::is_token(v)) else {
             return viewer;
         };
         match state.core.session(&SessionToken::from_cookie(&raw)).await {
             Ok(Some(p)) => {
-                viewer.account_email = state.core.account_email(p.account).ok().map(|e| e.to_string());
+                viewer.account_email = state
+                    .core
+                    .account_email(p.account)
+                    .ok()
+                    .map(|e| e.to_string());
                 viewer.principal = Some(p);
                 viewer.session = Some(raw);
             }
@@ -57,7 +66,10 @@ impl Viewer {
 impl FromRequestParts<AppState> for Viewer {
     type Rejection = WebError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let secret = parts
             .extensions
             .get::<CsrfSecret>()
@@ -78,11 +90,18 @@ pub struct Patient {
 impl FromRequestParts<AppState> for Patient {
     type Rejection = WebError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let viewer = Viewer::from_request_parts(parts, state).await?;
         let principal = viewer.principal.clone().ok_or(WebError::Unauthenticated)?;
         let patient = principal.own_patient.ok_or(WebError::NotFound)?;
-        Ok(Patient { viewer, principal, patient })
+        Ok(Patient {
+            viewer,
+            principal,
+            patient,
+        })
     }
 }
 
@@ -107,7 +126,9 @@ where
         let (mut parts, body) = req.into_parts();
         let viewer = Viewer::from_request_parts(&mut parts, state).await?;
         let req = Request::from_parts(parts, body);
-        let Form(form) = Form::<T>::from_request(req, state).await.map_err(|e| WebError::BadRequest(e.body_text()))?;
+        let Form(form) = Form::<T>::from_request(req, state)
+            .await
+            .map_err(|e| WebError::BadRequest(e.body_text()))?;
         viewer.check_csrf(state, form.csrf_token())?;
         Ok(Submitted { viewer, form })
     }

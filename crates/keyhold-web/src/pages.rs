@@ -50,14 +50,26 @@ pub fn base_context(state: &AppState, viewer: &Viewer, title: &str) -> Context {
 }
 
 /// Renders `template` with the base context plus `ctx`.
-pub fn render(state: &AppState, viewer: &Viewer, status: StatusCode, template: &str, title: &str, ctx: Context) -> Result<Response, WebError> {
+pub fn render(
+    state: &AppState,
+    viewer: &Viewer,
+    status: StatusCode,
+    template: &str,
+    title: &str,
+    ctx: Context,
+) -> Result<Response, WebError> {
     let mut full = base_context(state, viewer, title);
     full.extend(ctx);
     let html = state.pages.render(template, &full)?;
     Ok((status, Html(html)).into_response())
 }
 
-pub fn error_page(state: &AppState, viewer: &Viewer, status: StatusCode, page: &ErrorPage) -> Response {
+pub fn error_page(
+    state: &AppState,
+    viewer: &Viewer,
+    status: StatusCode,
+    page: &ErrorPage,
+) -> Response {
     let mut ctx = Context::new();
     ctx.insert("status", &status.as_u16());
     ctx.insert("heading", &page.heading);
@@ -67,7 +79,14 @@ pub fn error_page(state: &AppState, viewer: &Viewer, status: StatusCode, page: &
         // The error page itself failed: say so plainly rather than loop.
         Err(e) => {
             tracing::error!(error = %e, "error page failed to render");
-            (status, Html(format!("<!DOCTYPE html><html lang=\"en\"><title>{0}</title><h1>{0}</h1></html>", status))).into_response()
+            (
+                status,
+                Html(format!(
+                    "<!DOCTYPE html><html lang=\"en\"><title>{0}</title><h1>{0}</h1></html>",
+                    status
+                )),
+            )
+                .into_response()
         }
     }
 }
@@ -79,7 +98,13 @@ struct ErrorItem<'a> {
 }
 
 pub fn insert_errors(ctx: &mut Context, errors: &[FieldError]) {
-    let items: Vec<ErrorItem<'_>> = errors.iter().map(|e| ErrorItem { field: e.field, message: &e.message }).collect();
+    let items: Vec<ErrorItem<'_>> = errors
+        .iter()
+        .map(|e| ErrorItem {
+            field: e.field,
+            message: &e.message,
+        })
+        .collect();
     ctx.insert("errors", &items);
 }
 
@@ -88,7 +113,12 @@ pub fn long_date(d: Date) -> String {
 }
 
 pub fn date_time(t: OffsetDateTime) -> String {
-    format!("{} at {:02}:{:02}", long_date(t.date()), t.hour(), t.minute())
+    format!(
+        "{} at {:02}:{:02}",
+        long_date(t.date()),
+        t.hour(),
+        t.minute()
+    )
 }
 
 #[derive(Serialize)]
@@ -112,10 +142,20 @@ pub fn banner(d: &Demographics, today: Date) -> Banner {
     };
     Banner {
         name,
-        date_of_birth: d.date_of_birth.map(long_date).unwrap_or_else(|| "Not recorded".into()),
-        age: if d.date_of_death.is_none() { d.age_on(today) } else { None },
+        date_of_birth: d
+            .date_of_birth
+            .map(long_date)
+            .unwrap_or_else(|| "Not recorded".into()),
+        age: if d.date_of_death.is_none() {
+            d.age_on(today)
+        } else {
+            None
+        },
         gender: d.gender.label(),
-        nhs_number: d.nhs_number.map(|n| n.to_string()).unwrap_or_else(|| "Not recorded".into()),
+        nhs_number: d
+            .nhs_number
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "Not recorded".into()),
         deceased: d.date_of_death.is_some(),
         date_of_death: d.date_of_death.map(long_date),
         age_at_death: d.date_of_death.and_then(|dd| d.age_on(dd)),

@@ -14,7 +14,11 @@ use keyhold_domain::{audit, Keyhold, Settings};
 use keyhold_web::{AppState, Application, WebConfig};
 
 #[derive(Parser)]
-#[command(name = "keyhold", version, about = "An encrypted, consent-centric personal health record")]
+#[command(
+    name = "keyhold",
+    version,
+    about = "An encrypted, consent-centric personal health record"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -95,7 +99,9 @@ enum AuditCommand {
 fn settings() -> Settings {
     let mut s = Settings::default();
     if std::env::var("KEYHOLD_DANGER_FAST_HASH").as_deref() == Ok("1") {
-        eprintln!("WARNING: KEYHOLD_DANGER_FAST_HASH=1: passwords are hashed with test-only parameters");
+        eprintln!(
+            "WARNING: KEYHOLD_DANGER_FAST_HASH=1: passwords are hashed with test-only parameters"
+        );
         s.danger_fast_hashing = true;
     }
     s
@@ -103,17 +109,25 @@ fn settings() -> Settings {
 
 fn open(data: &Path, keys: &Path) -> Result<Arc<Keyhold>> {
     let loaded = load_keys(keys)?;
-    Ok(Keyhold::open(data, loaded, settings(), Arc::new(SystemClock))?)
+    Ok(Keyhold::open(
+        data,
+        loaded,
+        settings(),
+        Arc::new(SystemClock),
+    )?)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "keyhold=info,keyhold_web=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "keyhold=info,keyhold_web=info,warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -131,14 +145,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init { keys } => {
             let created = init_keys(&keys)?;
             if created.is_empty() {
-                println!("{} already holds every key; nothing created", keys.display());
+                println!(
+                    "{} already holds every key; nothing created",
+                    keys.display()
+                );
             }
             for p in created {
                 println!("created {}", p.display());
             }
         }
-        Command::Serve { data, keys, bind, demo } => serve(&data, &keys, bind, demo)?,
-        Command::Demo { data, keys, patients, identities } => {
+        Command::Serve {
+            data,
+            keys,
+            bind,
+            demo,
+        } => serve(&data, &keys, bind, demo)?,
+        Command::Demo {
+            data,
+            keys,
+            patients,
+            identities,
+        } => {
             let data_abs = std::path::absolute(&data)?;
             let ident_abs = std::path::absolute(&identities)?;
             if ident_abs.starts_with(&data_abs) {
@@ -147,13 +174,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let core = open(&data, &keys)?;
             let seeded = runtime()?.block_on(core.seed_patients(patients))?;
             let json = serde_json::to_vec_pretty(&serde_json::json!({ "patients": seeded }))?;
-            std::fs::write(&identities, json).with_context(|| format!("writing {}", identities.display()))?;
-            println!("seeded {} synthetic patients; plaintext values in {}", seeded.len(), identities.display());
+            std::fs::write(&identities, json)
+                .with_context(|| format!("writing {}", identities.display()))?;
+            println!(
+                "seeded {} synthetic patients; plaintext values in {}",
+                seeded.len(),
+                identities.display()
+            );
         }
-        Command::Keys { command: KeysCommand::Rotate { keys, data } } => {
+        Command::Keys {
+            command: KeysCommand::Rotate { keys, data },
+        } => {
             let new = add_master_key(&keys)?;
             let loaded = load_keys(&keys)?;
-            let old: Vec<PathBuf> = loaded.master_files.iter().filter(|p| **p != new).cloned().collect();
+            let old: Vec<PathBuf> = loaded
+                .master_files
+                .iter()
+                .filter(|p| **p != new)
+                .cloned()
+                .collect();
             let core = Keyhold::open(&data, load_keys(&keys)?, settings(), Arc::new(SystemClock))?;
             let n = core.rewrap_data_keys(loaded.keyring)?;
             println!("created {}", new.display());
@@ -165,7 +204,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Audit { command: AuditCommand::Verify { data, keys, checkpoints } } => {
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    data,
+                    keys,
+                    checkpoints,
+                },
+        } => {
             if let Some(c) = &checkpoints {
                 if !c.exists() {
                     bail!("checkpoints file {} does not exist", c.display());
@@ -176,7 +222,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = keyhold_domain::open_store(&data)?;
             match audit::verify(store.as_ref())? {
                 Ok(summary) => {
-                    println!("audit chain intact: {} entries, head {}", summary.entries, hex_head(&summary.head));
+                    println!(
+                        "audit chain intact: {} entries, head {}",
+                        summary.entries,
+                        hex_head(&summary.head)
+                    );
                 }
                 Err(br) => {
                     eprintln!("AUDIT CHAIN BROKEN: {br}");

@@ -42,19 +42,36 @@ impl CsrfField for CsrfOnly {
     }
 }
 
-fn form_page(state: &AppState, viewer: &Viewer, template: &str, title: &str, email: &str, errors: &[FieldError]) -> Result<Response, WebError> {
+fn form_page(
+    state: &AppState,
+    viewer: &Viewer,
+    template: &str,
+    title: &str,
+    email: &str,
+    errors: &[FieldError],
+) -> Result<Response, WebError> {
     let mut ctx = Context::new();
     ctx.insert("values", &serde_json::json!({ "email": email }));
     insert_errors(&mut ctx, errors);
-    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
     render(state, viewer, status, template, title, ctx)
 }
 
-pub async fn signup_page(State(state): State<AppState>, viewer: Viewer) -> Result<Response, WebError> {
+pub async fn signup_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> Result<Response, WebError> {
     form_page(&state, &viewer, "signup.html", "Create an account", "", &[])
 }
 
-pub async fn signin_page(State(state): State<AppState>, viewer: Viewer) -> Result<Response, WebError> {
+pub async fn signin_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> Result<Response, WebError> {
     form_page(&state, &viewer, "signin.html", "Sign in", "", &[])
 }
 
@@ -67,24 +84,47 @@ async fn signed_in(state: &AppState, viewer: &Viewer, s: SignedIn) -> Response {
         }
     }
     let name = cookies::name(SESSION_COOKIE, state.config.secure_cookies);
-    let cookie = cookies::set(&name, s.token.as_str(), state.config.secure_cookies, "Lax", None);
-    let mut resp = (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/record"))]).into_response();
+    let cookie = cookies::set(
+        &name,
+        s.token.as_str(),
+        state.config.secure_cookies,
+        "Lax",
+        None,
+    );
+    let mut resp = (
+        StatusCode::SEE_OTHER,
+        [(LOCATION, HeaderValue::from_static("/record"))],
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(SET_COOKIE, v);
     }
     resp
 }
 
-pub async fn signup(State(state): State<AppState>, s: Submitted<Credentials>) -> Result<Response, WebError> {
+pub async fn signup(
+    State(state): State<AppState>,
+    s: Submitted<Credentials>,
+) -> Result<Response, WebError> {
     let Submitted { viewer, form } = s;
     match state.core.sign_up(&form.email, &form.password).await {
         Ok(signed) => Ok(signed_in(&state, &viewer, signed).await),
-        Err(DomainError::Invalid(errors)) => form_page(&state, &viewer, "signup.html", "Create an account", &form.email, &errors),
+        Err(DomainError::Invalid(errors)) => form_page(
+            &state,
+            &viewer,
+            "signup.html",
+            "Create an account",
+            &form.email,
+            &errors,
+        ),
         Err(e) => Err(e.into()),
     }
 }
 
-pub async fn signin(State(state): State<AppState>, s: Submitted<Credentials>) -> Result<Response, WebError> {
+pub async fn signin(
+    State(state): State<AppState>,
+    s: Submitted<Credentials>,
+) -> Result<Response, WebError> {
     let Submitted { viewer, form } = s;
     let mut missing = Vec::new();
     if form.email.trim().is_empty() {
@@ -94,7 +134,14 @@ pub async fn signin(State(state): State<AppState>, s: Submitted<Credentials>) ->
         missing.push(FieldError::new("password", "Enter your password"));
     }
     if !missing.is_empty() {
-        return form_page(&state, &viewer, "signin.html", "Sign in", &form.email, &missing);
+        return form_page(
+            &state,
+            &viewer,
+            "signin.html",
+            "Sign in",
+            &form.email,
+            &missing,
+        );
     }
     match state.core.sign_in(&form.email, &form.password).await {
         Ok(signed) => Ok(signed_in(&state, &viewer, signed).await),
@@ -104,18 +151,31 @@ pub async fn signin(State(state): State<AppState>, s: Submitted<Credentials>) ->
             "signin.html",
             "Sign in",
             &form.email,
-            &[FieldError::new("email", "Enter a correct email address and password")],
+            &[FieldError::new(
+                "email",
+                "Enter a correct email address and password",
+            )],
         ),
         Err(e) => Err(e.into()),
     }
 }
 
-pub async fn signout(State(state): State<AppState>, s: Submitted<CsrfOnly>) -> Result<Response, WebError> {
+pub async fn signout(
+    State(state): State<AppState>,
+    s: Submitted<CsrfOnly>,
+) -> Result<Response, WebError> {
     if let Some(token) = &s.viewer.session {
-        state.core.sign_out(&SessionToken::from_cookie(token)).await?;
+        state
+            .core
+            .sign_out(&SessionToken::from_cookie(token))
+            .await?;
     }
     let name = cookies::name(SESSION_COOKIE, state.config.secure_cookies);
-    let mut resp = (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/"))]).into_response();
+    let mut resp = (
+        StatusCode::SEE_OTHER,
+        [(LOCATION, HeaderValue::from_static("/"))],
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(&cookies::clear(&name, state.config.secure_cookies)) {
         resp.headers_mut().append(SET_COOKIE, v);
     }

@@ -32,7 +32,14 @@ pub struct Uploaded {
     uploaded: Option<String>,
 }
 
-async fn page(state: &AppState, p: &Patient, status: StatusCode, values: serde_json::Value, errors: &[FieldError], notice: Option<&str>) -> Result<Response, WebError> {
+async fn page(
+    state: &AppState,
+    p: &Patient,
+    status: StatusCode,
+    values: serde_json::Value,
+    errors: &[FieldError],
+    notice: Option<&str>,
+) -> Result<Response, WebError> {
     let docs = state.core.documents(&p.principal, p.patient).await?;
     let d = state.core.demographics(&p.principal, p.patient).await?;
     let rows: Vec<_> = docs
@@ -59,17 +66,45 @@ async fn page(state: &AppState, p: &Patient, status: StatusCode, values: serde_j
     ctx.insert("documents", &rows);
     ctx.insert("categories", &categories);
     ctx.insert("values", &values);
-    ctx.insert("max_upload_display", &format!("{} MB", state.core.settings().max_upload_bytes / (1024 * 1024)));
+    ctx.insert(
+        "max_upload_display",
+        &format!(
+            "{} MB",
+            state.core.settings().max_upload_bytes / (1024 * 1024)
+        ),
+    );
     if let Some(n) = notice {
         ctx.insert("notice", n);
     }
     insert_errors(&mut ctx, errors);
-    render(state, &p.viewer, status, "documents.html", "Your documents", ctx)
+    render(
+        state,
+        &p.viewer,
+        status,
+        "documents.html",
+        "Your documents",
+        ctx,
+    )
 }
 
-pub async fn list(State(state): State<AppState>, p: Patient, axum::extract::Query(q): axum::extract::Query<Uploaded>) -> Result<Response, WebError> {
-    let notice = q.uploaded.is_some().then_some("Your document was uploaded and stored encrypted.");
-    page(&state, &p, StatusCode::OK, serde_json::json!({ "category": "general" }), &[], notice).await
+pub async fn list(
+    State(state): State<AppState>,
+    p: Patient,
+    axum::extract::Query(q): axum::extract::Query<Uploaded>,
+) -> Result<Response, WebError> {
+    let notice = q
+        .uploaded
+        .is_some()
+        .then_some("Your document was uploaded and stored encrypted.");
+    page(
+        &state,
+        &p,
+        StatusCode::OK,
+        serde_json::json!({ "category": "general" }),
+        &[],
+        notice,
+    )
+    .await
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) -> WebError {
@@ -80,12 +115,21 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) ->
     }
 }
 
-pub async fn upload(State(state): State<AppState>, p: Patient, mut multipart: Multipart) -> Result<Response, WebError> {
+pub async fn upload(
+    State(state): State<AppState>,
+    p: Patient,
+    mut multipart: Multipart,
+) -> Result<Response, WebError> {
     let limit = state.core.settings().max_upload_bytes;
     let mut csrf_ok = false;
-    let (mut title, mut category, mut filename, mut bytes) = (String::new(), String::new(), String::new(), Vec::new());
+    let (mut title, mut category, mut filename, mut bytes) =
+        (String::new(), String::new(), String::new(), Vec::new());
     let mut too_large = false;
-    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(e, limit))? {
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(e, limit))?
+    {
         let name = field.name().unwrap_or("").to_string();
         // The token comes first, so nothing of a forged upload is even buffered.
         if !csrf_ok {
@@ -102,7 +146,9 @@ pub async fn upload(State(state): State<AppState>, p: Patient, mut multipart: Mu
             "category" => category = field.text().await.map_err(|e| multipart_error(e, limit))?,
             "file" => {
                 filename = field.file_name().unwrap_or("").to_string();
-                while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+                while let Some(chunk) =
+                    field.chunk().await.map_err(|e| multipart_error(e, limit))?
+                {
                     if too_large || bytes.len() + chunk.len() > limit {
                         too_large = true;
                         bytes = Vec::new();
@@ -122,13 +168,46 @@ pub async fn upload(State(state): State<AppState>, p: Patient, mut multipart: Mu
     }
     let values = serde_json::json!({ "title": title, "category": category });
     let Some(category) = Category::parse(&category) else {
-        let errors = [FieldError::new("category", "Select who this document is for")];
-        return page(&state, &p, StatusCode::UNPROCESSABLE_ENTITY, values, &errors, None).await;
+        let errors = [FieldError::new(
+            "category",
+            "Select who this document is for",
+        )];
+        return page(
+            &state,
+            &p,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            values,
+            &errors,
+            None,
+        )
+        .await;
     };
-    let new = NewDocument { title, category, filename, bytes };
+    let new = NewDocument {
+        title,
+        category,
+        filename,
+        bytes,
+    };
     match state.core.add_document(&p.principal, p.patient, new).await {
-        Ok(_) => Ok((StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/record/documents?uploaded=1"))]).into_response()),
-        Err(DomainError::Invalid(errors)) => page(&state, &p, StatusCode::UNPROCESSABLE_ENTITY, values, &errors, None).await,
+        Ok(_) => Ok((
+            StatusCode::SEE_OTHER,
+            [(
+                LOCATION,
+                HeaderValue::from_static("/record/documents?uploaded=1"),
+            )],
+        )
+            .into_response()),
+        Err(DomainError::Invalid(errors)) => {
+            page(
+                &state,
+                &p,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                values,
+                &errors,
+                None,
+            )
+            .await
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -140,11 +219,16 @@ fn disposition(filename: &str) -> HeaderValue {
 }
 
 /// Runs a blocking producer that writes into a channel; the response streams it.
-fn stream_from_blocking(produce: impl FnOnce(ChannelWriter) -> std::io::Result<()> + Send + 'static) -> Body {
+fn stream_from_blocking(
+    produce: impl FnOnce(ChannelWriter) -> std::io::Result<()> + Send + 'static,
+) -> Body {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let err_tx = tx.clone();
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = produce(ChannelWriter { tx, buf: Vec::with_capacity(CHANNEL_CHUNK) }) {
+        if let Err(e) = produce(ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(CHANNEL_CHUNK),
+        }) {
             tracing::error!(error = %e, "streaming a download failed");
             // Ends the body with an error, so the client sees a failed download
             // rather than a silently truncated file.
@@ -167,7 +251,10 @@ impl ChannelWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHANNEL_CHUNK)));
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHANNEL_CHUNK),
+        ));
         self.tx
             .blocking_send(Ok(chunk))
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
@@ -196,11 +283,21 @@ fn copy_document(doc: DocumentReader, out: &mut impl Write) -> std::io::Result<(
     Ok(())
 }
 
-pub async fn download(State(state): State<AppState>, p: Patient, Path(id): Path<String>) -> Result<Response, WebError> {
+pub async fn download(
+    State(state): State<AppState>,
+    p: Patient,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
     let id: DocumentId = id.parse().map_err(|_| WebError::NotFound)?;
-    let doc = state.core.open_document(&p.principal, p.patient, id).await?;
+    let doc = state
+        .core
+        .open_document(&p.principal, p.patient, id)
+        .await?;
     let headers = [
-        (CONTENT_TYPE, HeaderValue::from_static(doc.meta.file_type.content_type())),
+        (
+            CONTENT_TYPE,
+            HeaderValue::from_static(doc.meta.file_type.content_type()),
+        ),
         (CONTENT_DISPOSITION, disposition(&doc.meta.filename)),
         (CONTENT_LENGTH, HeaderValue::from(doc.meta.size)),
     ];
@@ -218,13 +315,22 @@ fn unique_name(seen: &mut std::collections::HashSet<String>, name: &str) -> Stri
     }
     let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
     (2..)
-        .map(|n| if ext.is_empty() { format!("{stem} ({n})") } else { format!("{stem} ({n}).{ext}") })
+        .map(|n| {
+            if ext.is_empty() {
+                format!("{stem} ({n})")
+            } else {
+                format!("{stem} ({n}).{ext}")
+            }
+        })
         .find(|candidate| seen.insert(candidate.clone()))
         .unwrap_or_else(|| name.to_string())
 }
 
 pub async fn zip_all(State(state): State<AppState>, p: Patient) -> Result<Response, WebError> {
-    let docs = state.core.open_all_documents(&p.principal, p.patient).await?;
+    let docs = state
+        .core
+        .open_all_documents(&p.principal, p.patient)
+        .await?;
     let body = stream_from_blocking(move |w| {
         let mut zip = zip::ZipWriter::new_stream(w);
         // Documents are mostly compressed already (PDF, JPEG, DOCX): store them.
@@ -234,7 +340,8 @@ pub async fn zip_all(State(state): State<AppState>, p: Patient) -> Result<Respon
         let mut seen = std::collections::HashSet::new();
         for doc in docs {
             let name = unique_name(&mut seen, &doc.meta.filename);
-            zip.start_file(name, options).map_err(std::io::Error::other)?;
+            zip.start_file(name, options)
+                .map_err(std::io::Error::other)?;
             copy_document(doc, &mut zip)?;
         }
         let mut w = zip.finish().map_err(std::io::Error::other)?.into_inner();
@@ -243,7 +350,10 @@ pub async fn zip_all(State(state): State<AppState>, p: Patient) -> Result<Respon
     Ok((
         [
             (CONTENT_TYPE, HeaderValue::from_static("application/zip")),
-            (CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"keyhold-documents.zip\"")),
+            (
+                CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"keyhold-documents.zip\""),
+            ),
         ],
         body,
     )

@@ -29,16 +29,27 @@ pub fn router(state: AppState) -> Router {
         .route("/record/entries/{id}", get(record::entry))
         .route(
             "/record/documents",
-            get(documents::list).post(documents::upload).layer(DefaultBodyLimit::max(upload_cap)),
+            get(documents::list)
+                .post(documents::upload)
+                .layer(DefaultBodyLimit::max(upload_cap)),
         )
         .route("/record/documents.zip", get(documents::zip_all))
         .route("/record/documents/{id}", get(documents::download))
         .route("/healthz", get(system::healthz))
         .route("/assets/{file}", get(system::asset))
         .fallback(system::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), error::render_error_pages))
-        .layer(middleware::from_fn_with_state(state.clone(), csrf::ensure_secret))
-        .layer(middleware::from_fn_with_state(state.clone(), headers::security_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            error::render_error_pages,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            csrf::ensure_secret,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            headers::security_headers,
+        ))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))
         .with_state(state)
 }

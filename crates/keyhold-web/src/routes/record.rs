@@ -4,7 +4,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use keyhold_domain::{Category, Demographics, DomainError, EntryId, EntryKind, FieldError, NewEntry};
+use keyhold_domain::{
+    Category, Demographics, DomainError, EntryId, EntryKind, FieldError, NewEntry,
+};
 use serde::{Deserialize, Serialize};
 use tera::Context;
 use time::{Date, Month};
@@ -65,7 +67,14 @@ pub async fn overview(State(state): State<AppState>, p: Patient) -> Result<Respo
         .collect();
     let mut ctx = with_banner(&state, &view.demographics);
     ctx.insert("sections", &sections);
-    render(&state, &p.viewer, StatusCode::OK, "record.html", "Your health record", ctx)
+    render(
+        &state,
+        &p.viewer,
+        StatusCode::OK,
+        "record.html",
+        "Your health record",
+        ctx,
+    )
 }
 
 fn or_not_recorded(s: &str) -> String {
@@ -101,7 +110,14 @@ pub async fn demographics(State(state): State<AppState>, p: Patient) -> Result<R
             "emergency_contacts": d.emergency_contacts,
         }),
     );
-    render(&state, &p.viewer, StatusCode::OK, "demographics.html", "Your personal details", ctx)
+    render(
+        &state,
+        &p.viewer,
+        StatusCode::OK,
+        "demographics.html",
+        "Your personal details",
+        ctx,
+    )
 }
 
 #[derive(Deserialize, Default, Serialize)]
@@ -152,11 +168,33 @@ fn entry_form_context(form: &EntryForm, errors: &[FieldError]) -> Context {
     ctx
 }
 
-pub async fn new_entry_page(State(state): State<AppState>, p: Patient, Query(q): Query<NewEntryQuery>) -> Result<Response, WebError> {
-    let kind = q.kind.and_then(|k| EntryKind::parse(&k)).unwrap_or(EntryKind::Note);
-    let form = EntryForm { kind: kind.slug().into(), category: Category::General.slug().into(), ..Default::default() };
-    let title = if kind == EntryKind::Note { "Add a note" } else { "Add an entry" };
-    render(&state, &p.viewer, StatusCode::OK, "entry_new.html", title, entry_form_context(&form, &[]))
+pub async fn new_entry_page(
+    State(state): State<AppState>,
+    p: Patient,
+    Query(q): Query<NewEntryQuery>,
+) -> Result<Response, WebError> {
+    let kind = q
+        .kind
+        .and_then(|k| EntryKind::parse(&k))
+        .unwrap_or(EntryKind::Note);
+    let form = EntryForm {
+        kind: kind.slug().into(),
+        category: Category::General.slug().into(),
+        ..Default::default()
+    };
+    let title = if kind == EntryKind::Note {
+        "Add a note"
+    } else {
+        "Add an entry"
+    };
+    render(
+        &state,
+        &p.viewer,
+        StatusCode::OK,
+        "entry_new.html",
+        title,
+        entry_form_context(&form, &[]),
+    )
 }
 
 /// Day, month and year as typed into an NHS date input.
@@ -167,13 +205,23 @@ fn parse_date(day: &str, month: &str, year: &str) -> Result<Date, FieldError> {
     }
     let num = |s: &str| s.trim().parse::<i32>().ok();
     let (Some(d), Some(m), Some(y)) = (num(day), num(month), num(year)) else {
-        return Err(FieldError::new(field, "Date must include a day, month and year, in numbers"));
+        return Err(FieldError::new(
+            field,
+            "Date must include a day, month and year, in numbers",
+        ));
     };
     if !(1900..=2200).contains(&y) {
-        return Err(FieldError::new(field, "Year must include 4 numbers, like 2024"));
+        return Err(FieldError::new(
+            field,
+            "Year must include 4 numbers, like 2024",
+        ));
     }
     let month = u8::try_from(m).ok().and_then(|m| Month::try_from(m).ok());
-    let date = month.and_then(|m| u8::try_from(d).ok().and_then(|d| Date::from_calendar_date(y, m, d).ok()));
+    let date = month.and_then(|m| {
+        u8::try_from(d)
+            .ok()
+            .and_then(|d| Date::from_calendar_date(y, m, d).ok())
+    });
     date.ok_or_else(|| FieldError::new(field, "Date must be a real date"))
 }
 
@@ -186,10 +234,15 @@ fn parse_entry(form: &EntryForm) -> Result<NewEntry, Vec<FieldError>> {
     if form.title.trim().is_empty() {
         errors.push(FieldError::new("title", "Enter a title"));
     }
-    let date = parse_date(&form.day, &form.month, &form.year).map_err(|e| errors.push(e)).ok();
+    let date = parse_date(&form.day, &form.month, &form.year)
+        .map_err(|e| errors.push(e))
+        .ok();
     let category = Category::parse(&form.category);
     if category.is_none() {
-        errors.push(FieldError::new("category", "Select who this part of your record is for"));
+        errors.push(FieldError::new(
+            "category",
+            "Select who this part of your record is for",
+        ));
     }
     match (kind, date, category) {
         (Some(kind), Some(date), Some(category)) if errors.is_empty() => Ok(NewEntry {
@@ -204,10 +257,21 @@ fn parse_entry(form: &EntryForm) -> Result<NewEntry, Vec<FieldError>> {
     }
 }
 
-pub async fn create_entry(State(state): State<AppState>, p: Patient, s: Submitted<EntryForm>) -> Result<Response, WebError> {
+pub async fn create_entry(
+    State(state): State<AppState>,
+    p: Patient,
+    s: Submitted<EntryForm>,
+) -> Result<Response, WebError> {
     let form = s.form;
     let invalid = |errors: Vec<FieldError>| {
-        render(&state, &p.viewer, StatusCode::UNPROCESSABLE_ENTITY, "entry_new.html", "Add an entry", entry_form_context(&form, &errors))
+        render(
+            &state,
+            &p.viewer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entry_new.html",
+            "Add an entry",
+            entry_form_context(&form, &errors),
+        )
     };
     let new = match parse_entry(&form) {
         Ok(n) => n,
@@ -215,7 +279,8 @@ pub async fn create_entry(State(state): State<AppState>, p: Patient, s: Submitte
     };
     match state.core.add_entry(&p.principal, p.patient, new).await {
         Ok(id) => {
-            let to = HeaderValue::from_str(&format!("/record/entries/{id}")).map_err(|e| WebError::Internal(e.to_string()))?;
+            let to = HeaderValue::from_str(&format!("/record/entries/{id}"))
+                .map_err(|e| WebError::Internal(e.to_string()))?;
             Ok((StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response())
         }
         Err(DomainError::Invalid(errors)) => invalid(errors),
@@ -223,7 +288,11 @@ pub async fn create_entry(State(state): State<AppState>, p: Patient, s: Submitte
     }
 }
 
-pub async fn entry(State(state): State<AppState>, p: Patient, Path(id): Path<String>) -> Result<Response, WebError> {
+pub async fn entry(
+    State(state): State<AppState>,
+    p: Patient,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
     let id: EntryId = id.parse().map_err(|_| WebError::NotFound)?;
     let e = state.core.entry(&p.principal, p.patient, id).await?;
     let d = state.core.demographics(&p.principal, p.patient).await?;
@@ -241,19 +310,36 @@ pub async fn entry(State(state): State<AppState>, p: Patient, Path(id): Path<Str
             "recorded_at": date_time(e.recorded_at),
         }),
     );
-    render(&state, &p.viewer, StatusCode::OK, "entry.html", &e.title, ctx)
+    render(
+        &state,
+        &p.viewer,
+        StatusCode::OK,
+        "entry.html",
+        &e.title,
+        ctx,
+    )
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn dates_parse_like_the_nhs_date_input() {
         assert!(parse_date("14", "3", "2024").is_ok());
-        assert_eq!(parse_date("", "", "").unwrap_err().message, "Enter the date");
-        assert_eq!(parse_date("31", "2", "2024").unwrap_err().message, "Date must be a real date");
-        assert_eq!(parse_date("1", "13", "2024").unwrap_err().message, "Date must be a real date");
+        assert_eq!(
+            parse_date("", "", "").unwrap_err().message,
+            "Enter the date"
+        );
+        assert_eq!(
+            parse_date("31", "2", "2024").unwrap_err().message,
+            "Date must be a real date"
+        );
+        assert_eq!(
+            parse_date("1", "13", "2024").unwrap_err().message,
+            "Date must be a real date"
+        );
         assert!(parse_date("x", "3", "2024").is_err());
         assert!(parse_date("1", "3", "24").is_err());
     }

@@ -14,9 +14,20 @@ use crate::AppState;
 
 pub async fn home(State(state): State<AppState>, viewer: Viewer) -> Result<Response, WebError> {
     if viewer.principal.is_some() {
-        return Ok((StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static("/record"))]).into_response());
+        return Ok((
+            StatusCode::SEE_OTHER,
+            [(LOCATION, HeaderValue::from_static("/record"))],
+        )
+            .into_response());
     }
-    render(&state, &viewer, StatusCode::OK, "index.html", "Your health record, in your hands", Context::new())
+    render(
+        &state,
+        &viewer,
+        StatusCode::OK,
+        "index.html",
+        "Your health record, in your hands",
+        Context::new(),
+    )
 }
 
 /// 200 when the store answers and the keys open it; 503 otherwise. Says no more.
@@ -25,7 +36,11 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "unavailable" }))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "status": "unavailable" })),
+            )
+                .into_response()
         }
     }
 }
@@ -42,11 +57,17 @@ fn content_type(file: &str) -> &'static str {
 }
 
 pub async fn asset(Path(file): Path<String>) -> Result<Response, WebError> {
-    let (_, bytes) = ASSETS.iter().find(|(name, _)| *name == file).ok_or(WebError::NotFound)?;
+    let (_, bytes) = ASSETS
+        .iter()
+        .find(|(name, _)| *name == file)
+        .ok_or(WebError::NotFound)?;
     Ok((
         [
             (CONTENT_TYPE, HeaderValue::from_static(content_type(&file))),
-            (CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+            (
+                CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
         ],
         *bytes,
     )
