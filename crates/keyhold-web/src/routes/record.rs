@@ -5,7 +5,7 @@ use axum::http::header::LOCATION;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyhold_domain::{
-    Category, Demographics, DomainError, EntryId, EntryKind, FieldError, NewEntry,
+    Category, Demographics, DomainError, Entry, EntryId, EntryKind, FieldError, NewEntry,
 };
 use serde::{Deserialize, Serialize};
 use tera::Context;
@@ -45,26 +45,37 @@ fn state_today(state: &AppState) -> Date {
 
 pub async fn overview(State(state): State<AppState>, p: Patient) -> Result<Response, WebError> {
     let view = state.core.record(&p.principal, p.patient).await?;
-    let sections: Vec<Section> = EntryKind::ALL
-        .into_iter()
-        .map(|kind| Section {
-            kind: kind.slug(),
-            label: kind.heading(),
-            empty_text: format!("No {} recorded.", kind.heading().to_lowercase()),
-            entries: view
-                .entries
-                .iter()
-                .filter(|e| e.kind == kind)
-                .map(|e| Row {
-                    id: e.id.to_string(),
-                    title: e.title.clone(),
-                    date: long_date(e.date),
-                    category_label: e.category.label(),
-                    source: e.source.label(),
-                })
-                .collect(),
-        })
-        .collect();
+    let today = state.core.today();
+    let row = |e: &Entry| Row {
+        id: e.id.to_string(),
+        title: e.title.clone(),
+        date: long_date(e.date),
+        category_label: e.category.label(),
+        source: e.source.label(),
+    };
+    let section =
+        |kind: &'static str, label: &'static str, keep: &dyn Fn(&Entry) -> bool| Section {
+            kind,
+            label,
+            empty_text: format!("No {} recorded.", label.to_lowercase()),
+            entries: view.entries.iter().filter(|e| keep(e)).map(row).collect(),
+        };
+    // Appointments split by today's date: what is coming up matters most, and
+    // comes soonest first.
+    let mut upcoming = section("appointment_upcoming", "Upcoming appointments", &|e| {
+        e.kind == EntryKind::Appointment && e.date >= today
+    });
+    upcoming.entries.reverse();
+    let mut sections = vec![upcoming];
+    for kind in EntryKind::ALL {
+        if kind == EntryKind::Appointment {
+            sections.push(section("appointment_past", "Past appointments", &|e| {
+                e.kind == EntryKind::Appointment && e.date < today
+            }));
+        } else {
+            sections.push(section(kind.slug(), kind.heading(), &|e| e.kind == kind));
+        }
+    }
     let mut ctx = with_banner(&state, &view.demographics);
     ctx.insert("sections", &sections);
     render(
