@@ -7,8 +7,7 @@ use crate::StorageError;
 /// A single write: `None` deletes.
 pub(crate) type Write = (Vec<u8>, Option<Vec<u8>>);
 
-pub(crate) type RawIter<'a> =
-    Box<dyn Iterator<Item = Result<Pair, StorageError>> + Send + 'a>;
+pub(crate) type RawIter<'a> = Box<dyn Iterator<Item = Result<Pair, StorageError>> + Send + 'a>;
 
 pub(crate) trait Engine: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;

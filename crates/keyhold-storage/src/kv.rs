@@ -13,8 +13,7 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 
 /// Iterator over `(key, value)` pairs of one tree, keys without the tree prefix.
 /// Errors are yielded, never dropped.
-pub type KvIter<'a> =
-    Box<dyn Iterator<Item = Result<Pair, StorageError>> + Send + 'a>;
+pub type KvIter<'a> = Box<dyn Iterator<Item = Result<Pair, StorageError>> + Send + 'a>;
 
 /// Counters a `/metrics` page or a benchmark can read.
 #[derive(Debug, Default, Clone, Copy)]

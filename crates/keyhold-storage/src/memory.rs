@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::batch::{ChainLink, TreeName};
 use crate::engine::{Engine, RawIter, Write};
-use crate::kv::{KvStore, Store};
 use crate::kv::Pair;
+use crate::kv::{KvStore, Store};
 use crate::StorageError;
 
 #[derive(Default)]

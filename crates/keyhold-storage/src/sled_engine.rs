@@ -3,11 +3,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::batch::{ChainLink, TreeName};
 use crate::engine::{Engine, RawIter, Write};
-use crate::kv::{KvStore, Store};
 use crate::kv::Pair;
+use crate::kv::{KvStore, Store};
 use crate::StorageError;
 
 /// Marks a folder as written by this backend; another backend refuses it.
@@ -68,14 +69,36 @@ impl Engine for SledEngine {
     }
 }
 
+/// How long to wait for another process (or a just-closed handle in this one:
+/// sled releases its folder lock from a background thread) to let go.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+fn open_db(dir: &Path) -> Result<sled::Db, StorageError> {
+    let started = Instant::now();
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(StorageError::Incompatible(format!(
+                    "cannot open the store in {} (is another keyhold process using it?): {e}",
+                    dir.display()
+                )))
+            }
+        }
+    }
+}
+
 /// Opens (or creates) the sled store in `dir`.
 pub fn open_sled(
     dir: &Path,
     chains: Vec<(TreeName, Arc<dyn ChainLink>)>,
 ) -> Result<Arc<dyn Store>, StorageError> {
-    let db = sled::Config::new().path(dir).open().map_err(|e| {
-        StorageError::Incompatible(format!("cannot open the store in {}: {e}", dir.display()))
-    })?;
+    let db = open_db(dir)?;
     let tree = db.open_tree("kv")?;
     match db.get(BACKEND_KEY)? {
         None => {

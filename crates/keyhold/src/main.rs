@@ -166,12 +166,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             patients,
             identities,
         } => {
-            let data_abs = std::path::absolute(&data)?;
-            let ident_abs = std::path::absolute(&identities)?;
-            if ident_abs.starts_with(&data_abs) {
-                bail!("--identities must be outside the data folder: it holds plaintext");
-            }
+            // Open first: it creates the data folder, so both paths can be
+            // resolved for real (`..` and symlinks included) before comparing.
             let core = open(&data, &keys)?;
+            ensure_outside(&identities, &data)?;
             let seeded = runtime()?.block_on(core.seed_patients(patients))?;
             let json = serde_json::to_vec_pretty(&serde_json::json!({ "patients": seeded }))?;
             std::fs::write(&identities, json)
@@ -185,6 +183,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys {
             command: KeysCommand::Rotate { keys, data },
         } => {
+            existing_store(&data)?;
+            // Open with the current keys first: the canary proves they belong to
+            // this store before anything is added to the keys folder.
+            let core = open(&data, &keys)?;
             let new = add_master_key(&keys)?;
             let loaded = load_keys(&keys)?;
             let old: Vec<PathBuf> = loaded
@@ -193,8 +195,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .filter(|p| **p != new)
                 .cloned()
                 .collect();
-            let core = Keyhold::open(&data, load_keys(&keys)?, settings(), Arc::new(SystemClock))?;
-            let n = core.rewrap_data_keys(loaded.keyring)?;
+            let n = match core.rewrap_data_keys(loaded.keyring) {
+                Ok(n) => n,
+                Err(e) => {
+                    // Nothing was re-wrapped (one atomic batch): withdraw the new key.
+                    let _ = std::fs::remove_file(&new);
+                    bail!("rotation failed, nothing changed: {e}");
+                }
+            };
             println!("created {}", new.display());
             println!("re-wrapped {n} data keys under it; records were not re-encrypted");
             if !old.is_empty() {
@@ -218,6 +226,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 eprintln!("note: signed checkpoints are not yet written by this version; checking the hash chain only");
             }
+            existing_store(&data)?;
             let _ = load_keys(&keys)?;
             let store = keyhold_domain::open_store(&data)?;
             match audit::verify(store.as_ref())? {
@@ -236,6 +245,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses an output file inside `dir`, comparing canonical paths so neither
+/// `..` nor a symlink can smuggle plaintext into the data folder.
+fn ensure_outside(file: &Path, dir: &Path) -> Result<()> {
+    let dir = std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let parent = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let parent = std::fs::canonicalize(&parent)
+        .with_context(|| format!("the folder for {} must exist", file.display()))?;
+    let target = match std::fs::canonicalize(file) {
+        Ok(existing) => existing,
+        Err(_) => parent.join(file.file_name().unwrap_or_default()),
+    };
+    if target.starts_with(&dir) {
+        bail!("--identities must be outside the data folder: it holds plaintext");
+    }
+    Ok(())
+}
+
+/// Commands that work on existing data refuse a folder with no store, rather
+/// than creating an empty one (a mistyped --data must not look like success).
+fn existing_store(data: &Path) -> Result<()> {
+    if !data.join("store").is_dir() {
+        bail!(
+            "no Keyhold store in {} (expected {}); check --data",
+            data.display(),
+            data.join("store").display()
+        );
+    }
+    Ok(())
 }
 
 fn hex_head(h: &[u8; 32]) -> String {

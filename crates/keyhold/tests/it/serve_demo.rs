@@ -1,0 +1,132 @@
+//! `keyhold serve --demo` on an empty folder: creates the keys, seeds demo data,
+//! prints the sign-ins, and the printed sign-in works in the web front end.
+
+use std::os::unix::fs::PermissionsExt;
+
+use reqwest::header::LOCATION;
+use reqwest::StatusCode;
+
+use crate::common::{assert_healthy, runtime, serve};
+
+const EMAIL: &str = "patient@demo.keyhold.test";
+const PASSWORD: &str = "keyhold-demo-2026";
+
+/// The value of `<input … name="NAME" value="…">` in `html`.
+fn hidden_input(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .map(|i| i + marker.len())
+        .unwrap_or_else(|| panic!("no `{name}` input in the page:\n{html}"));
+    let len = html[start..]
+        .find('"')
+        .expect("the value attribute is closed");
+    html[start..start + len].to_string()
+}
+
+/// Rows of data (`<td>`) inside the page's table bodies.
+fn table_cells(html: &str) -> usize {
+    html.split("<tbody")
+        .skip(1)
+        .map(|body| {
+            body.split("</tbody>")
+                .next()
+                .unwrap_or("")
+                .matches("<td")
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn serve_demo_on_an_empty_folder_creates_keys_and_prints_signins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    let data = tmp.path().join("data");
+    assert!(!keys.exists() && !data.exists());
+
+    let mut server = serve(&data, &keys, &["--demo"]);
+    let line = server.wait_for_line(EMAIL, |l| l.contains(EMAIL));
+    assert!(
+        line.contains(PASSWORD),
+        "the demo sign-in line should give the password: {line:?}"
+    );
+    for f in ["master-1.key", "index.key", "audit-signing.key"] {
+        let meta = std::fs::metadata(keys.join(f))
+            .unwrap_or_else(|e| panic!("serve --demo should create {f}: {e}"));
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{f} should be mode 0600"
+        );
+    }
+    assert_healthy(&server, "serve --demo");
+
+    let base = server.base_url();
+    runtime().block_on(async {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap();
+
+        // Not signed in: the record is not shown.
+        let anonymous = client.get(format!("{base}/record")).send().await.unwrap();
+        let anonymous_status = anonymous.status();
+        let anonymous_body = anonymous.text().await.unwrap();
+        assert!(
+            anonymous_status != StatusCode::OK && !anonymous_body.contains("Your health record"),
+            "GET /record without signing in gave {anonymous_status} with the record page"
+        );
+
+        let page = client.get(format!("{base}/signin")).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "GET /signin");
+        let csrf = hidden_input(&page.text().await.unwrap(), "csrf_token");
+        assert!(
+            !csrf.is_empty(),
+            "the sign-in form carries an empty csrf_token"
+        );
+
+        let signed_in = client
+            .post(format!("{base}/signin"))
+            .form(&[
+                ("email", EMAIL),
+                ("password", PASSWORD),
+                ("csrf_token", csrf.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = signed_in.status();
+        let location = signed_in
+            .headers()
+            .get(LOCATION)
+            .map(|v| v.to_str().unwrap_or("").to_string());
+        assert_eq!(
+            (status, location.as_deref()),
+            (StatusCode::SEE_OTHER, Some("/record")),
+            "signing in with the printed demo sign-in should redirect to /record; body:\n{}",
+            signed_in.text().await.unwrap_or_default()
+        );
+
+        let record = client.get(format!("{base}/record")).send().await.unwrap();
+        assert_eq!(
+            record.status(),
+            StatusCode::OK,
+            "GET /record after signing in"
+        );
+        let html = record.text().await.unwrap();
+        assert!(
+            html.contains("<h1>Your health record</h1>"),
+            "the record page has no heading:\n{html}"
+        );
+        let cells = table_cells(&html);
+        assert!(cells > 0, "the record page shows no entries:\n{html}");
+        assert!(
+            html.contains("Note for my care team"),
+            "the seeded note is not among the entries shown:\n{html}"
+        );
+    });
+    server.stop();
+}
