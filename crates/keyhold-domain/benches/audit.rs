@@ -28,11 +28,17 @@ fn bench(c: &mut Criterion) {
     let core = Keyhold::open(
         &dir.path().join("data"),
         load_keys(&dir.path().join("keys")).unwrap(),
-        Settings { danger_fast_hashing: true, ..Settings::default() },
+        Settings {
+            danger_fast_hashing: true,
+            ..Settings::default()
+        },
         Arc::new(SystemClock),
     )
     .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
 
     let mut g = c.benchmark_group("audit_append");
     g.throughput(Throughput::Elements(1));

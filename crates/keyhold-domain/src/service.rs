@@ -55,9 +55,19 @@ impl Default for Settings {
 /// for a permit or is shed, and cannot starve other requests of threads.
 pub(crate) struct Hashing {
     hasher: Arc<PasswordHasher>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_waiting: usize,
+}
+
+/// Holds one place in the hashing queue and gives it back when dropped, so a
+/// request cancelled while it waits (a client that hung up) frees its place.
+struct QueuePlace<'a>(&'a AtomicUsize);
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Hashing {
@@ -65,17 +75,27 @@ impl Hashing {
         &self,
         f: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
     ) -> Result<T, DomainError> {
+        let place = QueuePlace(&self.waiting);
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(DomainError::Overloaded);
         }
-        let permit = self.permits.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let _permit = permit.map_err(|_| DomainError::Internal("hashing closed".into()))?;
-        let hasher = self.hasher.clone();
-        tokio::task::spawn_blocking(move || f(&hasher))
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| DomainError::Internal(format!("hashing task: {e}")))
+            .map_err(|_| DomainError::Internal("hashing closed".into()))?;
+        drop(place);
+        let hasher = self.hasher.clone();
+        // The permit travels with the work: if the request is cancelled now, the
+        // hash still finishes on its thread, and only then is the slot free, so
+        // no more than `hashing_concurrency` hashes ever run at once.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(&hasher)
+        })
+        .await
+        .map_err(|e| DomainError::Internal(format!("hashing task: {e}")))
     }
 }
 
@@ -140,7 +160,7 @@ impl Keyhold {
         };
         let hashing = Hashing {
             hasher: Arc::new(hasher),
-            permits: Semaphore::new(settings.hashing_concurrency.max(1)),
+            permits: Arc::new(Semaphore::new(settings.hashing_concurrency.max(1))),
             waiting: AtomicUsize::new(0),
             max_waiting: settings.hashing_max_waiting,
         };

@@ -1,0 +1,12 @@
+//! Integration tests of the domain over the real sled store in a temporary
+//! folder, with real key files and a clock the tests move by hand.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod accounts;
+mod audit;
+mod binding;
+mod concurrency;
+mod hashing;
+mod helpers;
+mod keys;
+mod sessions;

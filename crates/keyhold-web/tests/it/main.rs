@@ -1,0 +1,12 @@
+//! Integration tests of the web layer: the real application on a port of its
+//! own, over the real sled store in a temporary folder, driven by an HTTP
+//! client that keeps cookies like a browser and does not follow redirects.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod access;
+mod cookies;
+mod csrf;
+mod headers;
+mod helpers;
+mod input;
+mod system;
