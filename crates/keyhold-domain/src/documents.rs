@@ -215,10 +215,7 @@ impl Keyhold {
             .authorize(
                 p,
                 Action::Contribute,
-                Resource {
-                    patient,
-                    category: Some(new.category),
-                },
+                Resource::in_category(patient, new.category),
                 AuditAction::Create,
                 "document",
             )
@@ -286,10 +283,7 @@ impl Keyhold {
             if decide(
                 p,
                 Action::Read,
-                &Resource {
-                    patient,
-                    category: Some(doc.meta.category),
-                },
+                &Resource::in_category(patient, doc.meta.category),
                 now,
             )
             .is_allowed()
@@ -311,10 +305,7 @@ impl Keyhold {
             .authorize(
                 p,
                 Action::Read,
-                Resource {
-                    patient,
-                    category: None,
-                },
+                Resource::whole(patient),
                 AuditAction::Read,
                 "documents",
             )
@@ -343,10 +334,7 @@ impl Keyhold {
             .authorize(
                 p,
                 Action::Export,
-                Resource {
-                    patient,
-                    category: None,
-                },
+                Resource::whole(patient),
                 AuditAction::Export,
                 &what,
             )
@@ -360,10 +348,7 @@ impl Keyhold {
         if !decide(
             p,
             Action::Export,
-            &Resource {
-                patient,
-                category: Some(doc.meta.category),
-            },
+            &Resource::in_category(patient, doc.meta.category),
             now,
         )
         .is_allowed()
@@ -386,10 +371,7 @@ impl Keyhold {
             .authorize(
                 p,
                 Action::Export,
-                Resource {
-                    patient,
-                    category: None,
-                },
+                Resource::whole(patient),
                 AuditAction::Export,
                 "documents.zip",
             )
@@ -401,10 +383,7 @@ impl Keyhold {
                 decide(
                     p,
                     Action::Export,
-                    &Resource {
-                        patient,
-                        category: Some(d.meta.category),
-                    },
+                    &Resource::in_category(patient, d.meta.category),
                     now,
                 )
                 .is_allowed()

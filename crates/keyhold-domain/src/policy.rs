@@ -35,6 +35,24 @@ pub struct Resource {
     pub category: Option<Category>,
 }
 
+impl Resource {
+    /// The record as a whole (demographics, lists, exports).
+    pub fn whole(patient: PatientId) -> Self {
+        Resource {
+            patient,
+            category: None,
+        }
+    }
+
+    /// One entry or document, whose category decides who may see it.
+    pub fn in_category(patient: PatientId, category: Category) -> Self {
+        Resource {
+            patient,
+            category: Some(category),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AllowReason {
     OwnRecord,

@@ -174,10 +174,7 @@ impl Keyhold {
         p: &Principal,
         patient: PatientId,
     ) -> Result<Demographics, DomainError> {
-        let resource = Resource {
-            patient,
-            category: None,
-        };
+        let resource = Resource::whole(patient);
         let now = self
             .authorize(p, Action::Read, resource, AuditAction::Read, "demographics")
             .await?;
@@ -194,10 +191,7 @@ impl Keyhold {
         p: &Principal,
         patient: PatientId,
     ) -> Result<RecordView, DomainError> {
-        let resource = Resource {
-            patient,
-            category: None,
-        };
+        let resource = Resource::whole(patient);
         let now = self
             .authorize(p, Action::Read, resource, AuditAction::Read, "record")
             .await?;
@@ -209,10 +203,7 @@ impl Keyhold {
                 decide(
                     p,
                     Action::Read,
-                    &Resource {
-                        patient,
-                        category: Some(e.category),
-                    },
+                    &Resource::in_category(patient, e.category),
                     now,
                 )
                 .is_allowed()
@@ -240,10 +231,7 @@ impl Keyhold {
             .authorize(
                 p,
                 Action::Read,
-                Resource {
-                    patient,
-                    category: None,
-                },
+                Resource::whole(patient),
                 AuditAction::Read,
                 &what,
             )
@@ -270,10 +258,7 @@ impl Keyhold {
         if !decide(
             p,
             Action::Read,
-            &Resource {
-                patient,
-                category: Some(entry.category),
-            },
+            &Resource::in_category(patient, entry.category),
             now,
         )
         .is_allowed()
@@ -376,10 +361,7 @@ impl Keyhold {
             .authorize(
                 p,
                 Action::Contribute,
-                Resource {
-                    patient,
-                    category: Some(category),
-                },
+                Resource::in_category(patient, category),
                 AuditAction::Create,
                 "entry",
             )
