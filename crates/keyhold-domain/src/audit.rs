@@ -233,28 +233,6 @@ impl AuditLog {
         self.store.submit(b).await?;
         Ok(())
     }
-
-    /// Entries about `patient`, newest first.
-    pub fn for_patient(
-        &self,
-        patient: PatientId,
-        limit: usize,
-    ) -> Result<Vec<AuditEntry>, DomainError> {
-        // A full scan: fine for the embedded store's scale; a per-patient index
-        // tree is the next step when the log grows (see docs/PERFORMANCE.md).
-        let mut out = Vec::new();
-        for item in self.store.scan(AUDIT, b"") {
-            let (_, v) = item?;
-            if let Some(e) = decode(&v) {
-                if e.event.patient == Some(patient) {
-                    out.push(e);
-                }
-            }
-        }
-        out.reverse();
-        out.truncate(limit);
-        Ok(out)
-    }
 }
 
 /// What `verify` found wrong, with the position.

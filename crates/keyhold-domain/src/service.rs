@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use keyhold_crypto::{AuditSigningKey, PasswordHasher};
+use keyhold_crypto::PasswordHasher;
 use keyhold_storage::{open_memory, open_sled, Batch, ChainLink, Store};
 use time::Duration;
 use tokio::sync::Semaphore;
@@ -106,8 +106,6 @@ pub struct Keyhold {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) hashing: Hashing,
     pub(crate) settings: Settings,
-    #[allow(dead_code)]
-    pub(crate) audit_signer: AuditSigningKey,
 }
 
 fn chains() -> Vec<(keyhold_storage::TreeName, Arc<dyn ChainLink>)> {
@@ -171,7 +169,6 @@ impl Keyhold {
             clock,
             hashing,
             settings,
-            audit_signer: keys.audit,
         }))
     }
 
