@@ -103,17 +103,9 @@ impl Keyhold {
         let id = AccountId::new_random();
         let owner = KeyOwner::Account(id);
         let dek = self.vault.create_key(owner, batch)?;
-        let sealed = self.vault.seal(
-            &dek,
-            &Aad {
-                owner,
-                kind: "account-email",
-                record: id.as_bytes(),
-                version: 1,
-                part: 0,
-            },
-            email.as_str().as_bytes(),
-        )?;
+        let sealed = self
+            .vault
+            .seal(&dek, &Aad::account_email(&id), email.as_str().as_bytes())?;
         let row = AccountRowV1 {
             email: sealed,
             password: password_phc,
@@ -279,17 +271,9 @@ impl Keyhold {
         let row = self.account_row(id)?;
         let owner = KeyOwner::Account(id);
         let dek = self.vault.key(owner)?;
-        let plain = self.vault.open(
-            &dek,
-            &Aad {
-                owner,
-                kind: "account-email",
-                record: id.as_bytes(),
-                version: 1,
-                part: 0,
-            },
-            &row.email,
-        )?;
+        let plain = self
+            .vault
+            .open(&dek, &Aad::account_email(&id), &row.email)?;
         let s = std::str::from_utf8(&plain)
             .map_err(|_| DomainError::Internal("email is not text".into()))?;
         Email::parse(s).map_err(|_| DomainError::Internal("stored email does not parse".into()))

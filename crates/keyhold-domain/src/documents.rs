@@ -79,13 +79,7 @@ impl Iterator for DocumentReader {
         let i = self.next;
         self.next += 1;
         let record = chunk_record(self.meta.id, self.chunks);
-        let aad = Aad {
-            owner: KeyOwner::Patient(self.patient),
-            kind: "document-chunk",
-            record: &record,
-            version: self.version,
-            part: i,
-        };
+        let aad = Aad::document_chunk(self.patient, &record, self.version, i);
         Some((|| {
             let sealed = self
                 .store
@@ -164,28 +158,14 @@ impl Keyhold {
         for (i, chunk) in new.bytes.chunks(CHUNK_SIZE).enumerate() {
             let i =
                 u32::try_from(i).map_err(|_| DomainError::Internal("too many chunks".into()))?;
-            let sealed = self.vault.seal(
-                &dek,
-                &Aad {
-                    owner,
-                    kind: "document-chunk",
-                    record: &record,
-                    version: 1,
-                    part: i,
-                },
-                chunk,
-            )?;
+            let sealed =
+                self.vault
+                    .seal(&dek, &Aad::document_chunk(patient, &record, 1, i), chunk)?;
             batch.put(DOC_CHUNKS, chunk_key(patient, id, i), sealed);
         }
         let sealed_meta = self.vault.seal(
             &dek,
-            &Aad {
-                owner,
-                kind: "document",
-                record: id.as_bytes(),
-                version: 1,
-                part: 0,
-            },
+            &Aad::document(patient, &id, 1),
             &serde_json::to_vec(&meta)?,
         )?;
         let key = pair(patient.as_bytes(), id.as_bytes());
@@ -244,18 +224,9 @@ impl Keyhold {
         dek: &Arc<DataKey>,
     ) -> Result<DocumentReader, DomainError> {
         let row: DocumentRowV1 = serde_json::from_slice(raw)?;
-        let owner = KeyOwner::Patient(patient);
-        let plain = self.vault.open(
-            dek,
-            &Aad {
-                owner,
-                kind: "document",
-                record: id.as_bytes(),
-                version: row.version,
-                part: 0,
-            },
-            &row.meta,
-        )?;
+        let plain = self
+            .vault
+            .open(dek, &Aad::document(patient, &id, row.version), &row.meta)?;
         Ok(DocumentReader {
             meta: serde_json::from_slice(&plain)?,
             patient,

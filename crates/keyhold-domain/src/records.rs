@@ -85,17 +85,9 @@ impl Keyhold {
         let id = PatientId::new_random();
         let owner = KeyOwner::Patient(id);
         let dek = self.vault.create_key(owner, batch)?;
-        let sealed = self.vault.seal(
-            &dek,
-            &Aad {
-                owner,
-                kind: "demographics",
-                record: id.as_bytes(),
-                version: 1,
-                part: 0,
-            },
-            &serde_json::to_vec(d)?,
-        )?;
+        let sealed = self
+            .vault
+            .seal(&dek, &Aad::demographics(&id, 1), &serde_json::to_vec(d)?)?;
         let row = PatientRowV1 {
             version: 1,
             demographics: sealed,
@@ -133,13 +125,7 @@ impl Keyhold {
         let dek = self.vault.key(owner)?;
         let plain = self.vault.open(
             &dek,
-            &Aad {
-                owner,
-                kind: "demographics",
-                record: patient.as_bytes(),
-                version: row.version,
-                part: 0,
-            },
+            &Aad::demographics(&patient, row.version),
             &row.demographics,
         )?;
         Ok(serde_json::from_slice(&plain)?)
@@ -154,13 +140,7 @@ impl Keyhold {
             let row: EntryRowV1 = serde_json::from_slice(&raw)?;
             let plain = self.vault.open(
                 &dek,
-                &Aad {
-                    owner,
-                    kind: "entry",
-                    record: &key[16..],
-                    version: row.version,
-                    part: 0,
-                },
+                &Aad::entry(patient, &key[16..], row.version),
                 &row.sealed,
             )?;
             out.push(serde_json::from_slice(&plain)?);
@@ -245,13 +225,7 @@ impl Keyhold {
         let dek = self.vault.key(owner)?;
         let plain = self.vault.open(
             &dek,
-            &Aad {
-                owner,
-                kind: "entry",
-                record: id.as_bytes(),
-                version: row.version,
-                part: 0,
-            },
+            &Aad::entry(patient, id.as_bytes(), row.version),
             &row.sealed,
         )?;
         let entry: Entry = serde_json::from_slice(&plain)?;
@@ -328,13 +302,7 @@ impl Keyhold {
         let dek = self.vault.key(owner)?;
         let sealed = self.vault.seal(
             &dek,
-            &Aad {
-                owner,
-                kind: "entry",
-                record: id.as_bytes(),
-                version: 1,
-                part: 0,
-            },
+            &Aad::entry(patient, id.as_bytes(), 1),
             &serde_json::to_vec(&entry)?,
         )?;
         let key = pair(patient.as_bytes(), id.as_bytes());

@@ -12,16 +12,73 @@ use zeroize::Zeroizing;
 
 use crate::ids::KeyOwner;
 use crate::trees::DEKS;
-use crate::DomainError;
+use crate::{AccountId, DocumentId, DomainError, PatientId};
 
 /// What a sealed value is bound to. A ciphertext opens only with the same
 /// owner, kind, record id, version and part: moved anywhere else, it fails.
+/// Built only through the constructors below, one per kind of sealed value, so
+/// the seal and the open of a kind cannot bind different things.
 pub struct Aad<'a> {
-    pub owner: KeyOwner,
-    pub kind: &'static str,
-    pub record: &'a [u8],
-    pub version: u32,
-    pub part: u32,
+    owner: KeyOwner,
+    kind: &'static str,
+    record: &'a [u8],
+    version: u32,
+    part: u32,
+}
+
+impl<'a> Aad<'a> {
+    /// An account's email address (accounts have one version today).
+    pub fn account_email(account: &'a AccountId) -> Self {
+        Aad {
+            owner: KeyOwner::Account(*account),
+            kind: "account-email",
+            record: account.as_bytes(),
+            version: 1,
+            part: 0,
+        }
+    }
+
+    pub fn demographics(patient: &'a PatientId, version: u32) -> Self {
+        Aad {
+            owner: KeyOwner::Patient(*patient),
+            kind: "demographics",
+            record: patient.as_bytes(),
+            version,
+            part: 0,
+        }
+    }
+
+    pub fn entry(patient: PatientId, entry: &'a [u8], version: u32) -> Self {
+        Aad {
+            owner: KeyOwner::Patient(patient),
+            kind: "entry",
+            record: entry,
+            version,
+            part: 0,
+        }
+    }
+
+    pub fn document(patient: PatientId, document: &'a DocumentId, version: u32) -> Self {
+        Aad {
+            owner: KeyOwner::Patient(patient),
+            kind: "document",
+            record: document.as_bytes(),
+            version,
+            part: 0,
+        }
+    }
+
+    /// `record` is the document id and chunk count (so truncation fails); `index`
+    /// is the chunk's position.
+    pub fn document_chunk(patient: PatientId, record: &'a [u8], version: u32, index: u32) -> Self {
+        Aad {
+            owner: KeyOwner::Patient(patient),
+            kind: "document-chunk",
+            record,
+            version,
+            part: index,
+        }
+    }
 }
 
 impl Aad<'_> {
