@@ -234,6 +234,7 @@ describe('Keyhold foundation flow in a real browser', () => {
 
   step('signing up lands on /record, signed in', async (t) => {
     t.diagnostic(`account: ${email}`);
+    await page.locator('#name').fill('Erin Endtoend');
     await page.locator('#email').fill(email);
     await page.locator('#password').fill(password);
     await navigateBy(page, () => page.getByRole('button', { name: 'Create account', exact: true }).click());

@@ -34,6 +34,7 @@ describe('Keyhold works with JavaScript switched off', { timeout: 180_000 }, () 
     assert.equal(await page.locator('body.js-enabled').count(), 0, 'a page script ran: JavaScript is not off');
 
     const email = `nojs-${randomToken()}@example.test`;
+    await page.fill('#name', 'Nora Nojs');
     await page.fill('#email', email);
     await page.fill('#password', randomPassphrase());
     let res = await navigateBy(page, () => page.getByRole('button', { name: 'Create account' }).click());

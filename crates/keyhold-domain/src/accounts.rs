@@ -21,6 +21,7 @@ use crate::{AccountId, Demographics, DomainError, Email, FieldError, Keyhold, Pa
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 128;
+pub const MAX_NAME_CHARS: usize = 100;
 
 /// A password that meets the length rules (no composition rules, as NIST and
 /// the NCSC advise). Zeroized on drop; never printed.
@@ -96,6 +97,7 @@ impl Keyhold {
     pub(crate) fn new_account(
         &self,
         batch: &mut Batch,
+        name: &str,
         email: &Email,
         password_phc: String,
         patient: Option<PatientId>,
@@ -106,10 +108,14 @@ impl Keyhold {
         let sealed = self
             .vault
             .seal(&dek, &Aad::account_email(&id), email.as_str().as_bytes())?;
+        let name = self
+            .vault
+            .seal(&dek, &Aad::account_name(&id), name.trim().as_bytes())?;
         let row = AccountRowV1 {
             email: sealed,
             password: password_phc,
             patient,
+            name: Some(name),
             created_at: self.clock.now(),
         };
         let key = self.email_key(email);
@@ -117,6 +123,18 @@ impl Keyhold {
         batch.put(ACCOUNTS_BY_EMAIL, key, id.as_bytes().to_vec());
         batch.put(ACCOUNTS, id.as_bytes().to_vec(), serde_json::to_vec(&row)?);
         Ok(id)
+    }
+
+    fn parse_name(name: &str, errors: &mut Vec<FieldError>) {
+        let n = name.trim().chars().count();
+        if n == 0 {
+            errors.push(FieldError::new("name", "Enter your full name"));
+        } else if n > MAX_NAME_CHARS {
+            errors.push(FieldError::new(
+                "name",
+                format!("Your name must be {MAX_NAME_CHARS} characters or fewer"),
+            ));
+        }
     }
 
     fn parse_credentials(email: &str, password: &str) -> Result<(Email, Password), DomainError> {
@@ -131,8 +149,24 @@ impl Keyhold {
     }
 
     /// Creates an account with its own (empty) record, and signs it in.
-    pub async fn sign_up(&self, email: &str, password: &str) -> Result<SignedIn, DomainError> {
-        let (email, password) = Self::parse_credentials(email, password)?;
+    pub async fn sign_up(
+        &self,
+        name: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<SignedIn, DomainError> {
+        let mut errors = Vec::new();
+        Self::parse_name(name, &mut errors);
+        let (email, password) = match Self::parse_credentials(email, password) {
+            Ok(c) if errors.is_empty() => c,
+            Ok(_) => return Err(DomainError::Invalid(errors)),
+            Err(DomainError::Invalid(more)) => {
+                errors.extend(more);
+                errors.sort_by_key(|e| ["name", "email", "password"].iter().position(|f| *f == e.field));
+                return Err(DomainError::Invalid(errors));
+            }
+            Err(e) => return Err(e),
+        };
         let exists = || {
             DomainError::invalid(
                 "email",
@@ -153,8 +187,14 @@ impl Keyhold {
         let mut batch = Batch::new();
         let mut demographics = Demographics::empty();
         demographics.email = Some(email.clone());
+        let (given, family) = match name.trim().rsplit_once(' ') {
+            Some((g, f)) => (g.trim().to_string(), f.to_string()),
+            None => (name.trim().to_string(), String::new()),
+        };
+        demographics.given_name = given;
+        demographics.family_name = family;
         let patient = self.new_patient(&mut batch, &demographics)?;
-        let account = self.new_account(&mut batch, &email, phc, Some(patient))?;
+        let account = self.new_account(&mut batch, name, &email, phc, Some(patient))?;
         let now = self.clock.now();
         self.audit.add(
             &mut batch,
@@ -166,6 +206,7 @@ impl Keyhold {
                 resource: format!("account/{account}"),
                 purpose: "create an account".into(),
                 outcome: Outcome::Success,
+                basis: None,
             },
         )?;
         match self.store.submit(batch).await {
@@ -177,10 +218,7 @@ impl Keyhold {
             }
             Err(e) => return Err(e.into()),
         }
-        let principal = Principal {
-            account,
-            own_patient: Some(patient),
-        };
+        let principal = Principal::patient(account, Some(patient));
         let token = self.start_session(account, now).await?;
         Ok(SignedIn { principal, token })
     }
@@ -241,6 +279,7 @@ impl Keyhold {
                 } else {
                     Outcome::Denied
                 },
+                basis: None,
             })
             .await?;
         match (ok, account) {
@@ -250,6 +289,7 @@ impl Keyhold {
                     principal: Principal {
                         account,
                         own_patient: patient,
+                        memberships: self.memberships_of(account)?,
                     },
                     token,
                 })
@@ -264,6 +304,34 @@ impl Keyhold {
             .get(ACCOUNTS, id.as_bytes())?
             .ok_or(DomainError::NotFound)?;
         Ok(serde_json::from_slice(&raw)?)
+    }
+
+    /// The account with this email address, if any.
+    pub(crate) fn account_by_email(&self, email: &Email) -> Result<Option<AccountId>, DomainError> {
+        Ok(self
+            .store
+            .get(ACCOUNTS_BY_EMAIL, &self.email_key(email))?
+            .and_then(|b| AccountId::from_bytes(&b)))
+    }
+
+    /// The name others see for this account (access logs, sharing, staff
+    /// lists). Falls back to a neutral label rather than failing a page.
+    pub fn display_name(&self, id: AccountId) -> String {
+        let opened = self.account_row(id).and_then(|row| {
+            let dek = self.vault.key(KeyOwner::Account(id))?;
+            match row.name {
+                Some(sealed) => Ok(Some(self.vault.open(&dek, &Aad::account_name(&id), &sealed)?)),
+                None => Ok(None),
+            }
+        });
+        match opened {
+            Ok(Some(n)) if !n.is_empty() => String::from_utf8_lossy(&n).into_owned(),
+            Ok(_) => "Name not given".into(),
+            Err(e) => {
+                tracing::warn!(error = %e, account = %id, "account name unavailable");
+                "Unknown person".into()
+            }
+        }
     }
 
     /// The account's email address (opened with the account's key).
@@ -328,6 +396,7 @@ impl Keyhold {
         Ok(Some(Principal {
             account: row.account,
             own_patient: account.patient,
+            memberships: self.memberships_of(row.account)?,
         }))
     }
 
@@ -350,19 +419,22 @@ impl Keyhold {
                 resource: "session".into(),
                 purpose: "sign out".into(),
                 outcome: Outcome::Success,
+                basis: None,
             },
         )?;
         self.store.submit(b).await?;
         Ok(())
     }
 
-    /// Creates an account for an existing record (demo seeding; later, identity
-    /// verification links accounts to records the same way).
+    /// Creates an account for an existing record, or with no record of its own
+    /// (demo seeding and the operator; later, identity verification links
+    /// accounts to records the same way).
     pub async fn create_account_for(
         &self,
+        name: &str,
         email: &str,
         password: &str,
-        patient: PatientId,
+        patient: Option<PatientId>,
     ) -> Result<AccountId, DomainError> {
         let (email, password) = Self::parse_credentials(email, password)?;
         let phc = self
@@ -370,17 +442,18 @@ impl Keyhold {
             .run(move |h| h.hash(password.0.as_bytes()))
             .await??;
         let mut batch = Batch::new();
-        let account = self.new_account(&mut batch, &email, phc, Some(patient))?;
+        let account = self.new_account(&mut batch, name, &email, phc, patient)?;
         self.audit.add(
             &mut batch,
             &AuditEvent {
                 at: self.clock.now(),
                 actor: AuditActor::operator(),
                 action: AuditAction::Create,
-                patient: Some(patient),
+                patient,
                 resource: format!("account/{account}"),
                 purpose: "link an account to a record".into(),
                 outcome: Outcome::Success,
+                basis: None,
             },
         )?;
         match self.store.submit(batch).await {

@@ -15,8 +15,8 @@ use keyhold_storage::{Batch, ChainLink, Store};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::trees::AUDIT;
-use crate::{AccountId, DomainError, PatientId};
+use crate::trees::{AUDIT, AUDIT_BY_PATIENT};
+use crate::{AccountId, BreakGlassId, DomainError, GrantId, PatientId};
 
 const VERSION: u8 = 1;
 const HEADER: usize = 1 + 8 + 32 + 32;
@@ -131,6 +131,21 @@ pub struct AuditEvent {
     pub resource: String,
     pub purpose: String,
     pub outcome: Outcome,
+    /// What allowed it: ownership, which grant, or which break-glass. Absent
+    /// for events that are not accesses to a record (sign-in, denials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<AuditBasis>,
+}
+
+/// Why an access was allowed, by reference (ids only, never the grant's
+/// purpose or the break-glass reason, which stay sealed with the record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuditBasis {
+    Owner,
+    Grant { grant: GrantId },
+    Contributor,
+    BreakGlass { id: BreakGlassId },
 }
 
 /// A decoded, stored entry.
@@ -220,8 +235,14 @@ impl AuditLog {
 
     /// Adds `event` to `batch`, so it is written atomically with the change it
     /// describes.
+    /// An event about a patient is also indexed under that patient, so the
+    /// patient's access log reads only their entries.
     pub fn add(&self, batch: &mut Batch, event: &AuditEvent) -> Result<(), DomainError> {
-        batch.append(AUDIT, serde_json::to_vec(event)?);
+        let body = serde_json::to_vec(event)?;
+        match event.patient {
+            Some(p) => batch.append_indexed(AUDIT, body, vec![(AUDIT_BY_PATIENT, p.as_bytes().to_vec())]),
+            None => batch.append(AUDIT, body),
+        }
         Ok(())
     }
 
@@ -271,9 +292,21 @@ pub struct ChainSummary {
 }
 
 /// Walks the whole chain. Finds any changed, removed, inserted or reordered
-/// entry. (A truncated tail needs a signed checkpoint to detect; those come with
-/// the checkpoint work.)
+/// entry. A truncated tail leaves a shorter chain that is still whole: only a
+/// signed checkpoint of the longer chain can show it (see
+/// [`crate::checkpoint::verify_checkpoints`], which walks the chain through
+/// [`verify_with`]).
 pub fn verify(store: &dyn Store) -> Result<Result<ChainSummary, ChainBreak>, DomainError> {
+    verify_with(store, |_, _| {})
+}
+
+/// [`verify`], calling `seen(seq, hash)` for every entry found intact, in order,
+/// so a caller can compare chosen positions with what was signed, in the same
+/// single walk.
+pub fn verify_with(
+    store: &dyn Store,
+    mut seen: impl FnMut(u64, &[u8; 32]),
+) -> Result<Result<ChainSummary, ChainBreak>, DomainError> {
     let mut prev = [0u8; 32];
     let mut position = 0u64;
     for item in store.scan(AUDIT, b"") {
@@ -303,6 +336,7 @@ pub fn verify(store: &dyn Store) -> Result<Result<ChainSummary, ChainBreak>, Dom
         if serde_json::from_slice::<AuditEvent>(raw.body).is_err() {
             return Ok(Err(ChainBreak::Malformed { seq: raw.seq }));
         }
+        seen(raw.seq, &raw.hash);
         prev = raw.hash;
         position += 1;
     }
@@ -310,4 +344,10 @@ pub fn verify(store: &dyn Store) -> Result<Result<ChainSummary, ChainBreak>, Dom
         entries: position,
         head: prev,
     }))
+}
+
+/// The sequence number and stored hash of one stored entry, without checking
+/// either (checkpoints sign what is there; `verify` checks it).
+pub(crate) fn seq_and_hash(bytes: &[u8]) -> Option<(u64, [u8; 32])> {
+    split(bytes).map(|raw| (raw.seq, raw.hash))
 }

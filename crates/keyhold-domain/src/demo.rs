@@ -285,7 +285,10 @@ impl<R: Rng> Generator<R> {
 
     /// A varied set of entries from several organisations, across categories.
     pub fn entries(&mut self, today: Date, note_phrase: &str) -> Vec<(NewEntry, Source)> {
-        let org = |n: &str| Source::Organisation { name: n.into() };
+        let org = |n: &str| Source::Organisation {
+            name: n.into(),
+            org: None,
+        };
         let past = |rng: &mut R, max_days: i64| today - Duration::days(rng.gen_range(7..max_days));
         let mut out = Vec::new();
         let mut add = |kind, title: &str, date, category, details: &str, source: Source| {
@@ -537,6 +540,7 @@ impl Keyhold {
             FileType::Pdf,
             Source::Organisation {
                 name: HOSPITAL.into(),
+                org: None,
             },
         )?;
         self.audit.add(
@@ -549,6 +553,7 @@ impl Keyhold {
                 resource: "record".into(),
                 purpose: "seed synthetic demo data".into(),
                 outcome: Outcome::Success,
+                basis: None,
             },
         )?;
         self.store.submit(batch).await?;
@@ -592,9 +597,10 @@ impl Keyhold {
             if let Some((email, _)) = login {
                 d.email = Email::parse(email).ok();
             }
+            let name = d.full_name();
             let patient = self.seed_patient(&mut gen, d, &mut identity).await?;
             if let Some((email, who)) = login {
-                self.create_account_for(email, DEMO_PASSWORD, patient)
+                self.create_account_for(&name, email, DEMO_PASSWORD, Some(patient))
                     .await?;
                 accounts.push(DemoAccount {
                     email: email.into(),

@@ -13,7 +13,8 @@ use zeroize::Zeroizing;
 
 use crate::audit::AuditAction;
 use crate::ids::KeyOwner;
-use crate::policy::{decide, Action, Principal, Resource};
+use crate::policy::{Action, Principal, Resource};
+use crate::records::Access;
 use crate::rows::DocumentRowV1;
 use crate::trees::{pair, DOCUMENTS, DOC_CHUNKS};
 use crate::upload::{clean_filename, sniff, FileType};
@@ -191,7 +192,7 @@ impl Keyhold {
         new: NewDocument,
     ) -> Result<DocumentId, DomainError> {
         let file_type = self.validate_document(&new)?;
-        let now = self
+        let access = self
             .authorize(
                 p,
                 Action::Contribute,
@@ -200,13 +201,14 @@ impl Keyhold {
                 "document",
             )
             .await?;
+        let source = self.source_for(access.basis)?;
         let mut batch = Batch::new();
-        let id = self.document_into(&mut batch, patient, new, file_type, Source::PatientEntered)?;
+        let id = self.document_into(&mut batch, patient, new, file_type, source)?;
         self.audit.add(
             &mut batch,
             &self.event(
                 p,
-                now,
+                &access,
                 AuditAction::Create,
                 patient,
                 format!("document/{id}"),
@@ -242,7 +244,8 @@ impl Keyhold {
         &self,
         p: &Principal,
         patient: PatientId,
-        now: OffsetDateTime,
+        access: &Access,
+        action: Action,
     ) -> Result<Vec<DocumentReader>, DomainError> {
         let dek = self.vault.key(KeyOwner::Patient(patient))?;
         let mut out = Vec::new();
@@ -251,14 +254,7 @@ impl Keyhold {
             let id = DocumentId::from_bytes(&key[16..])
                 .ok_or_else(|| DomainError::Internal("bad document key".into()))?;
             let doc = self.load_document(patient, id, &raw, &dek)?;
-            if decide(
-                p,
-                Action::Read,
-                &Resource::in_category(patient, doc.meta.category),
-                now,
-            )
-            .is_allowed()
-            {
+            if access.allows_item(p, action, patient, doc.meta.category, &doc.meta.source) {
                 out.push(doc);
             }
         }
@@ -272,7 +268,7 @@ impl Keyhold {
         p: &Principal,
         patient: PatientId,
     ) -> Result<Vec<DocumentMeta>, DomainError> {
-        let now = self
+        let access = self
             .authorize(
                 p,
                 Action::Read,
@@ -282,12 +278,12 @@ impl Keyhold {
             )
             .await?;
         let docs: Vec<DocumentMeta> = self
-            .visible_documents(p, patient, now)?
+            .visible_documents(p, patient, &access, Action::Read)?
             .into_iter()
             .map(|d| d.meta)
             .collect();
         self.audit
-            .record(&self.event(p, now, AuditAction::Read, patient, "documents".into()))
+            .record(&self.event(p, &access, AuditAction::Read, patient, "documents".into()))
             .await?;
         Ok(docs)
     }
@@ -301,33 +297,28 @@ impl Keyhold {
         id: DocumentId,
     ) -> Result<DocumentReader, DomainError> {
         let what = format!("document/{id}");
-        let now = self
-            .authorize(
-                p,
-                Action::Export,
-                Resource::whole(patient),
-                AuditAction::Export,
-                &what,
-            )
-            .await?;
-        let raw = self
+        let doc = match self
             .store
             .get(DOCUMENTS, &pair(patient.as_bytes(), id.as_bytes()))?
-            .ok_or(DomainError::NotFound)?;
-        let dek = self.vault.key(KeyOwner::Patient(patient))?;
-        let doc = self.load_document(patient, id, &raw, &dek)?;
-        if !decide(
-            p,
-            Action::Export,
-            &Resource::in_category(patient, doc.meta.category),
-            now,
-        )
-        .is_allowed()
         {
-            return Err(DomainError::NotFound);
-        }
+            Some(raw) => {
+                let dek = self.vault.key(KeyOwner::Patient(patient))?;
+                Some(self.load_document(patient, id, &raw, &dek)?)
+            }
+            None => None,
+        };
+        // Missing and not allowed are decided (and audited) the same way.
+        let resource = match &doc {
+            Some(d) => Resource::in_category(patient, d.meta.category)
+                .contributed_by(d.meta.source.org()),
+            None => Resource::whole(patient),
+        };
+        let access = self
+            .authorize(p, Action::Export, resource, AuditAction::Export, &what)
+            .await?;
+        let doc = doc.ok_or(DomainError::NotFound)?;
         self.audit
-            .record(&self.event(p, now, AuditAction::Export, patient, what))
+            .record(&self.event(p, &access, AuditAction::Export, patient, what))
             .await?;
         Ok(doc)
     }
@@ -338,7 +329,7 @@ impl Keyhold {
         p: &Principal,
         patient: PatientId,
     ) -> Result<Vec<DocumentReader>, DomainError> {
-        let now = self
+        let access = self
             .authorize(
                 p,
                 Action::Export,
@@ -347,21 +338,9 @@ impl Keyhold {
                 "documents.zip",
             )
             .await?;
-        let docs: Vec<DocumentReader> = self
-            .visible_documents(p, patient, now)?
-            .into_iter()
-            .filter(|d| {
-                decide(
-                    p,
-                    Action::Export,
-                    &Resource::in_category(patient, d.meta.category),
-                    now,
-                )
-                .is_allowed()
-            })
-            .collect();
+        let docs = self.visible_documents(p, patient, &access, Action::Export)?;
         self.audit
-            .record(&self.event(p, now, AuditAction::Export, patient, "documents.zip".into()))
+            .record(&self.event(p, &access, AuditAction::Export, patient, "documents.zip".into()))
             .await?;
         Ok(docs)
     }

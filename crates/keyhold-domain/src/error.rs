@@ -54,6 +54,9 @@ pub enum DomainError {
     /// The store was written by an incompatible version.
     #[error("{0}")]
     Schema(String),
+    /// A message could not be sent (the change it announces was kept).
+    #[error("mail: {0}")]
+    Mail(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -63,11 +63,30 @@ id_type!(
     DocumentId
 );
 
+id_type!(
+    /// An organisation (a GP practice, a hospital trust, a council's social care team).
+    OrgId
+);
+id_type!(
+    /// One grant of consent.
+    GrantId
+);
+id_type!(
+    /// One use of emergency (break-glass) access.
+    BreakGlassId
+);
+id_type!(
+    /// A pending invitation for a professional to join an organisation.
+    StaffInviteId
+);
+
 /// Whose data key seals a value: a patient's record or an account's own details.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyOwner {
     Patient(PatientId),
     Account(AccountId),
+    /// An organisation's own secrets (the addresses of professionals it invited).
+    Organisation(OrgId),
     /// The canary that proves at start-up that the master keys open this store.
     Canary,
 }
@@ -84,6 +103,10 @@ impl KeyOwner {
             KeyOwner::Account(a) => {
                 k.push(b'a');
                 k.extend_from_slice(a.as_bytes());
+            }
+            KeyOwner::Organisation(o) => {
+                k.push(b'o');
+                k.extend_from_slice(o.as_bytes());
             }
             KeyOwner::Canary => k.push(b'c'),
         }

@@ -7,7 +7,10 @@
 
 mod accounts;
 pub mod audit;
+mod break_glass;
 mod category;
+pub mod checkpoint;
+pub mod consent;
 pub mod clock;
 pub mod demo;
 mod documents;
@@ -16,21 +19,30 @@ mod error;
 mod ids;
 pub mod keystore;
 mod nhs_number;
+mod orgs;
 pub mod policy;
 mod record;
 mod records;
 mod rows;
+mod sharing;
+mod access_log;
 mod service;
 pub mod trees;
 pub mod upload;
 mod vault;
 
 pub use accounts::{Password, SessionToken, SignedIn, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+pub use access_log::{AccessFilter, AccessLog, AccessLogEntry};
+pub use break_glass::BreakGlassUse;
 pub use category::Category;
+pub use orgs::{FirstAdministrator, PendingStaff, StaffMember};
+pub use sharing::{
+    Accepted, CaredFor, GrantTerms, GrantView, InvitationView, NewGrantee, ProxyRequest,
+};
 pub use documents::{DocumentMeta, DocumentReader, NewDocument, CHUNK_SIZE};
 pub use email::{Email, EmailError};
 pub use error::{DomainError, FieldError};
-pub use ids::{AccountId, DocumentId, EntryId, PatientId};
+pub use ids::{AccountId, BreakGlassId, DocumentId, EntryId, GrantId, OrgId, PatientId, StaffInviteId};
 pub use nhs_number::{NhsNumber, NhsNumberError};
 pub use record::{Demographics, EmergencyContact, Entry, EntryKind, Gender, NewEntry, Source};
 pub use records::RecordView;

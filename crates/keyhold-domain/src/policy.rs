@@ -1,14 +1,32 @@
 //! Authorization: one pure function decides every access to patient data, for
-//! pages and APIs alike. No I/O, no clock of its own: everything it needs is
-//! passed in, so it can be tested as a table.
+//! pages and APIs alike. No I/O and no clock of its own: the caller loads the
+//! patient's grants and break-glass uses fresh from the store on every request
+//! and passes them in, so a revocation or an expiry holds on the very next
+//! request and the whole thing can be tested as a table.
 //!
-//! Today a record is reachable only by its own patient. The consent work adds
-//! grants (carers, organisations, professionals) and break-glass as further
-//! inputs; every caller already goes through this function, so they inherit it.
+//! The rules, in the order they are tried (the first that allows wins, and
+//! names the basis the audit records):
+//! 1. **Owner**: the patient may do everything with their own record.
+//! 2. **Account grant** (a carer or proxy): an active grant to this account,
+//!    with the permission the action needs and, for a categorised resource, a
+//!    category it names.
+//! 3. **Organisation grant**: an active grant to an organisation in which the
+//!    principal holds an active clinical role; same permission and category
+//!    checks. Organisations never act on the patient's behalf.
+//! 4. **Contributor**: an organisation keeps reading what it contributed itself
+//!    (it is the controller of those records), entry by entry, even with no
+//!    grant — but not the rest of the record.
+//! 5. **Break-glass**: an open emergency access by this account, whose
+//!    organisation membership is still active and clinical, reads everything
+//!    except the restricted category; it never contributes, exports or shares.
+//!
+//! The restricted category is covered only by a grant that names it, so only
+//! the patient sees it otherwise. Anything else is denied.
 
 use time::OffsetDateTime;
 
-use crate::{AccountId, Category, PatientId};
+use crate::consent::{BreakGlass, Grant, GrantState, Grantee, Membership};
+use crate::{AccountId, BreakGlassId, Category, GrantId, OrgId, PatientId};
 
 /// Who is asking, as established by sign-in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,9 +34,29 @@ pub struct Principal {
     pub account: AccountId,
     /// The record this account is the patient of, if any.
     pub own_patient: Option<PatientId>,
+    /// Active memberships of organisations (removed ones are not loaded).
+    pub memberships: Vec<Membership>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+impl Principal {
+    /// Someone with an account and a record, and no organisation.
+    pub fn patient(account: AccountId, own_patient: Option<PatientId>) -> Self {
+        Principal {
+            account,
+            own_patient,
+            memberships: Vec::new(),
+        }
+    }
+
+    pub fn clinical_orgs(&self) -> impl Iterator<Item = OrgId> + '_ {
+        self.memberships
+            .iter()
+            .filter(|m| m.role.is_clinical())
+            .map(|m| m.org)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Read demographics, entries or documents.
     Read,
@@ -26,21 +64,38 @@ pub enum Action {
     Contribute,
     /// Download documents or the whole record.
     Export,
+    /// See, make, change and stop the patient's grants.
+    Share,
+    /// Read who accessed the record.
+    ReadAccessLog,
 }
 
-/// What is being touched: the patient, and the category when the resource has one.
+impl Action {
+    pub const ALL: [Action; 5] = [
+        Action::Read,
+        Action::Contribute,
+        Action::Export,
+        Action::Share,
+        Action::ReadAccessLog,
+    ];
+}
+
+/// What is being touched: the patient, the category when the resource has one,
+/// and the organisation that contributed it, when one did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resource {
     pub patient: PatientId,
     pub category: Option<Category>,
+    pub contributed_by: Option<OrgId>,
 }
 
 impl Resource {
-    /// The record as a whole (demographics, lists, exports).
+    /// The record as a whole (demographics, lists, exports, sharing).
     pub fn whole(patient: PatientId) -> Self {
         Resource {
             patient,
             category: None,
+            contributed_by: None,
         }
     }
 
@@ -49,25 +104,57 @@ impl Resource {
         Resource {
             patient,
             category: Some(category),
+            contributed_by: None,
+        }
+    }
+
+    pub fn contributed_by(mut self, org: Option<OrgId>) -> Self {
+        self.contributed_by = org;
+        self
+    }
+}
+
+/// The patient's consent state, loaded fresh for each decision.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Facts<'a> {
+    pub grants: &'a [Grant],
+    pub break_glass: &'a [BreakGlass],
+}
+
+/// Why an access was allowed; the audit records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Basis {
+    Owner,
+    Carer { grant: GrantId },
+    Organisation { grant: GrantId, org: OrgId },
+    Contributor { org: OrgId },
+    BreakGlass { id: BreakGlassId, org: OrgId },
+}
+
+impl Basis {
+    /// The organisation the principal acted for, if any.
+    pub fn org(&self) -> Option<OrgId> {
+        match self {
+            Basis::Organisation { org, .. }
+            | Basis::Contributor { org }
+            | Basis::BreakGlass { org, .. } => Some(*org),
+            Basis::Owner | Basis::Carer { .. } => None,
         }
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AllowReason {
-    OwnRecord,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DenyReason {
-    /// No relationship between the principal and this patient.
+    /// No owner, grant, contribution or break-glass relates the two.
     NoRelationship,
+    /// A relationship exists but does not allow this action or category.
+    NotCovered,
 }
 
 /// Deny wins: `Allow` is returned only when a rule positively grants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
-    Allow(AllowReason),
+    Allow(Basis),
     Deny(DenyReason),
 }
 
@@ -77,77 +164,76 @@ impl Decision {
     }
 }
 
+fn grant_allows(g: &Grant, action: Action, category: Option<Category>, carer: bool) -> bool {
+    let p = g.permissions;
+    let by_action = match action {
+        Action::Read | Action::Export => p.read,
+        Action::Contribute => p.contribute,
+        Action::Share | Action::ReadAccessLog => carer && p.act_on_behalf,
+    };
+    by_action && category.is_none_or(|c| g.covers(c))
+}
+
 pub fn decide(
     principal: &Principal,
     action: Action,
     resource: &Resource,
+    facts: &Facts<'_>,
     now: OffsetDateTime,
 ) -> Decision {
-    // `action` and `now` matter once grants exist (permissions, end dates);
-    // the owner may do everything with their own record, at any time.
-    let _ = (action, now);
     if principal.own_patient == Some(resource.patient) {
-        return Decision::Allow(AllowReason::OwnRecord);
+        return Decision::Allow(Basis::Owner);
     }
-    Decision::Deny(DenyReason::NoRelationship)
+    let mut related = false;
+    let live = facts
+        .grants
+        .iter()
+        .filter(|g| g.patient == resource.patient && g.state(now) == GrantState::Active);
+    for g in live.clone() {
+        if g.grantee == (Grantee::Account { account: principal.account }) {
+            related = true;
+            if grant_allows(g, action, resource.category, true) {
+                return Decision::Allow(Basis::Carer { grant: g.id });
+            }
+        }
+    }
+    for g in live {
+        if let Grantee::Organisation { org } = g.grantee {
+            if principal.clinical_orgs().any(|o| o == org) {
+                related = true;
+                if grant_allows(g, action, resource.category, false) {
+                    return Decision::Allow(Basis::Organisation { grant: g.id, org });
+                }
+            }
+        }
+    }
+    if let Some(org) = resource.contributed_by {
+        if action == Action::Read && principal.clinical_orgs().any(|o| o == org) {
+            return Decision::Allow(Basis::Contributor { org });
+        }
+    }
+    for bg in facts.break_glass {
+        if bg.patient == resource.patient
+            && bg.account == principal.account
+            && bg.is_open(now)
+            && principal.clinical_orgs().any(|o| o == bg.org)
+        {
+            related = true;
+            if action == Action::Read && resource.category != Some(Category::Restricted) {
+                return Decision::Allow(Basis::BreakGlass {
+                    id: bg.id,
+                    org: bg.org,
+                });
+            }
+        }
+    }
+    Decision::Deny(if related {
+        DenyReason::NotCovered
+    } else {
+        DenyReason::NoRelationship
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn check(
-        own: Option<PatientId>,
-        target: PatientId,
-        action: Action,
-        category: Option<Category>,
-        allowed: bool,
-    ) {
-        let p = Principal {
-            account: AccountId::new_random(),
-            own_patient: own,
-        };
-        let d = decide(
-            &p,
-            action,
-            &Resource {
-                patient: target,
-                category,
-            },
-            OffsetDateTime::UNIX_EPOCH,
-        );
-        assert_eq!(
-            d.is_allowed(),
-            allowed,
-            "own={own:?} target={target} {action:?} {category:?}"
-        );
-    }
-
-    #[test]
-    fn table_owner_versus_everyone_else() {
-        let mine = PatientId::new_random();
-        let theirs = PatientId::new_random();
-        let cats = Category::ALL.map(Some).into_iter().chain([None]);
-        for category in cats {
-            for action in [Action::Read, Action::Contribute, Action::Export] {
-                check(Some(mine), mine, action, category, true);
-                check(Some(mine), theirs, action, category, false);
-                check(None, mine, action, category, false);
-            }
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn nobody_reads_a_record_that_is_not_theirs(a in any::<u128>(), b in any::<u128>(), c in 0usize..5) {
-            let own = PatientId::from_bytes(&a.to_be_bytes());
-            let target = PatientId::from_bytes(&b.to_be_bytes());
-            if let (Some(own), Some(target)) = (own, target) {
-                let p = Principal { account: AccountId::new_random(), own_patient: Some(own) };
-                let d = decide(&p, Action::Read, &Resource { patient: target, category: Some(Category::ALL[c]) }, OffsetDateTime::UNIX_EPOCH);
-                prop_assert_eq!(d.is_allowed(), own == target);
-            }
-        }
-    }
-}
+#[path = "policy_tests.rs"]
+mod tests;

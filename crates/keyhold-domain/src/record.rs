@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
-use crate::{Category, Email, EntryId, NhsNumber};
+use crate::{Category, Email, EntryId, NhsNumber, OrgId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,6 +87,21 @@ impl Demographics {
             emergency_contacts: Vec::new(),
             date_of_death: None,
             sensitive: false,
+        }
+    }
+
+    /// What others see of a sensitive record: who it is, nothing about where
+    /// they are or how to reach them.
+    pub fn redacted(self) -> Self {
+        Demographics {
+            given_name: self.given_name,
+            family_name: self.family_name,
+            date_of_birth: self.date_of_birth,
+            gender: self.gender,
+            nhs_number: self.nhs_number,
+            date_of_death: self.date_of_death,
+            sensitive: true,
+            ..Demographics::empty()
         }
     }
 
@@ -192,14 +207,28 @@ impl EntryKind {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Source {
     PatientEntered,
-    Organisation { name: String },
+    Organisation {
+        name: String,
+        /// The Keyhold organisation that contributed it, when it is one (feeds
+        /// and professionals); absent for history imported by name only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        org: Option<OrgId>,
+    },
 }
 
 impl Source {
+    /// The organisation that keeps reading what it contributed (see `policy`).
+    pub fn org(&self) -> Option<OrgId> {
+        match self {
+            Source::Organisation { org, .. } => *org,
+            Source::PatientEntered => None,
+        }
+    }
+
     pub fn label(&self) -> String {
         match self {
             Source::PatientEntered => "Patient entered".to_string(),
-            Source::Organisation { name } => name.clone(),
+            Source::Organisation { name, .. } => name.clone(),
         }
     }
 }

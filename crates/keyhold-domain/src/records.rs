@@ -4,9 +4,10 @@
 use keyhold_storage::Batch;
 use time::OffsetDateTime;
 
-use crate::audit::{AuditAction, AuditActor, AuditEvent, Outcome};
+use crate::audit::{AuditAction, AuditActor, AuditBasis, AuditEvent, AuditRole, Outcome};
+use crate::consent::{BreakGlass, Grant};
 use crate::ids::KeyOwner;
-use crate::policy::{decide, Action, Principal, Resource};
+use crate::policy::{decide, Action, Basis, Decision, DenyReason, Facts, Principal, Resource};
 use crate::record::{MAX_DETAILS_CHARS, MAX_TITLE_CHARS};
 use crate::rows::{EntryRowV1, PatientRowV1};
 use crate::trees::{pair, ENTRIES, PATIENTS, PATIENTS_BY_NHS};
@@ -23,14 +24,103 @@ const NHS_INDEX: &str = "nhs-number";
 pub struct RecordView {
     pub demographics: Demographics,
     pub entries: Vec<Entry>,
+    /// What allowed this view (the page says whose record it is and why).
+    pub basis: Basis,
+}
+
+/// One request's decision: when it was made, what allowed it, and the consent
+/// state it was made over (loaded from the store for this request only, so no
+/// decision outlives a change). Items inside the record (entries, documents)
+/// are filtered against the same state.
+pub(crate) struct Access {
+    pub now: OffsetDateTime,
+    pub basis: Basis,
+    pub consent: ConsentState,
+}
+
+/// A patient's grants and break-glass uses, as stored right now.
+#[derive(Default)]
+pub(crate) struct ConsentState {
+    pub grants: Vec<Grant>,
+    pub break_glass: Vec<BreakGlass>,
+}
+
+impl ConsentState {
+    pub fn facts(&self) -> Facts<'_> {
+        Facts {
+            grants: &self.grants,
+            break_glass: &self.break_glass,
+        }
+    }
+}
+
+impl Access {
+    /// Whether the same principal may also do `action` on `resource`, within
+    /// this request.
+    pub fn allows(&self, p: &Principal, action: Action, resource: &Resource) -> bool {
+        decide(p, action, resource, &self.consent.facts(), self.now).is_allowed()
+    }
+
+    /// Entries and documents: by category and contributing organisation.
+    pub fn allows_item(
+        &self,
+        p: &Principal,
+        action: Action,
+        patient: PatientId,
+        category: Category,
+        source: &Source,
+    ) -> bool {
+        self.allows(
+            p,
+            action,
+            &Resource::in_category(patient, category).contributed_by(source.org()),
+        )
+    }
 }
 
 impl Keyhold {
-    pub(crate) fn actor_for(&self, p: &Principal) -> AuditActor {
-        AuditActor::patient(p.account)
+    /// The actor an audit entry names, from what allowed the access.
+    pub(crate) fn actor(p: &Principal, basis: Basis, patient: PatientId) -> AuditActor {
+        let (role, acting_for) = match basis {
+            Basis::Owner => (AuditRole::Patient, None),
+            Basis::Carer { .. } => (AuditRole::Carer, Some(patient)),
+            Basis::Organisation { .. } | Basis::Contributor { .. } | Basis::BreakGlass { .. } => {
+                (AuditRole::Professional, None)
+            }
+        };
+        AuditActor {
+            account: Some(p.account),
+            role,
+            organisation: basis.org().map(|o| o.to_string()),
+            acting_for,
+        }
     }
 
-    /// Checks the policy; a denial is audited and looks like "not found".
+    /// An account refused access: named as what it is, without a basis.
+    pub(crate) fn refused_actor(p: &Principal) -> AuditActor {
+        let clinical = p.clinical_orgs().next();
+        AuditActor {
+            account: Some(p.account),
+            role: if clinical.is_some() {
+                AuditRole::Professional
+            } else {
+                AuditRole::Patient
+            },
+            organisation: clinical.map(|o| o.to_string()),
+            acting_for: None,
+        }
+    }
+
+    /// The grants and break-glass uses of `patient`, read from the store now.
+    pub(crate) fn consent_state(&self, patient: PatientId) -> Result<ConsentState, DomainError> {
+        Ok(ConsentState {
+            grants: self.grants_of(patient)?,
+            break_glass: self.break_glass_of(patient)?,
+        })
+    }
+
+    /// Checks the policy over the patient's current consent state; a denial
+    /// is audited and looks like "not found".
     pub(crate) async fn authorize(
         &self,
         p: &Principal,
@@ -38,41 +128,67 @@ impl Keyhold {
         resource: Resource,
         audit_action: AuditAction,
         what: &str,
-    ) -> Result<OffsetDateTime, DomainError> {
+    ) -> Result<Access, DomainError> {
         let now = self.clock.now();
-        if decide(p, action, &resource, now).is_allowed() {
-            return Ok(now);
+        let consent = if p.own_patient == Some(resource.patient) {
+            // The owner needs no grants; skip loading them.
+            ConsentState::default()
+        } else {
+            self.consent_state(resource.patient)?
+        };
+        match decide(p, action, &resource, &consent.facts(), now) {
+            Decision::Allow(basis) => Ok(Access {
+                now,
+                basis,
+                consent,
+            }),
+            Decision::Deny(reason) => {
+                self.audit
+                    .record(&AuditEvent {
+                        at: now,
+                        actor: Self::refused_actor(p),
+                        action: audit_action,
+                        patient: Some(resource.patient),
+                        resource: what.to_string(),
+                        purpose: match reason {
+                            DenyReason::NoRelationship => "no relationship".into(),
+                            DenyReason::NotCovered => "not covered by consent".into(),
+                        },
+                        outcome: Outcome::Denied,
+                        basis: None,
+                    })
+                    .await?;
+                Err(DomainError::NotFound)
+            }
         }
-        self.audit
-            .record(&AuditEvent {
-                at: now,
-                actor: self.actor_for(p),
-                action: audit_action,
-                patient: Some(resource.patient),
-                resource: what.to_string(),
-                purpose: "no relationship".into(),
-                outcome: Outcome::Denied,
-            })
-            .await?;
-        Err(DomainError::NotFound)
     }
 
     pub(crate) fn event(
         &self,
         p: &Principal,
-        at: OffsetDateTime,
+        access: &Access,
         action: AuditAction,
         patient: PatientId,
         resource: String,
     ) -> AuditEvent {
+        let (purpose, basis) = match access.basis {
+            Basis::Owner => ("own record", AuditBasis::Owner),
+            Basis::Carer { grant } => ("shared with them", AuditBasis::Grant { grant }),
+            Basis::Organisation { grant, .. } => {
+                ("shared with their organisation", AuditBasis::Grant { grant })
+            }
+            Basis::Contributor { .. } => ("their organisation's own entry", AuditBasis::Contributor),
+            Basis::BreakGlass { id, .. } => ("emergency access", AuditBasis::BreakGlass { id }),
+        };
         AuditEvent {
-            at,
-            actor: self.actor_for(p),
+            at: access.now,
+            actor: Self::actor(p, access.basis, patient),
             action,
             patient: Some(patient),
             resource,
-            purpose: "own record".into(),
+            purpose: purpose.into(),
             outcome: Outcome::Success,
+            basis: Some(basis),
         }
     }
 
@@ -103,6 +219,34 @@ impl Keyhold {
         Ok(id)
     }
 
+    /// Operator and organisations: registers a patient's record (the demo,
+    /// and later registration feeds). Audited as the operator's.
+    pub async fn register_patient(&self, d: Demographics) -> Result<PatientId, DomainError> {
+        let mut batch = Batch::new();
+        let id = self.new_patient(&mut batch, &d)?;
+        self.audit.add(
+            &mut batch,
+            &AuditEvent {
+                at: self.clock.now(),
+                actor: AuditActor::operator(),
+                action: AuditAction::Create,
+                patient: Some(id),
+                resource: "record".into(),
+                purpose: "register a patient".into(),
+                outcome: Outcome::Success,
+                basis: None,
+            },
+        )?;
+        match self.store.submit(batch).await {
+            Ok(_) => Ok(id),
+            Err(keyhold_storage::StorageError::Conflict) => Err(DomainError::invalid(
+                "nhs-number",
+                "A record with this NHS number already exists",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The patient with this NHS number, by blind index.
     pub fn patient_by_nhs_number(
         &self,
@@ -115,7 +259,7 @@ impl Keyhold {
             .and_then(|b| PatientId::from_bytes(&b)))
     }
 
-    fn load_demographics(&self, patient: PatientId) -> Result<Demographics, DomainError> {
+    pub(crate) fn load_demographics(&self, patient: PatientId) -> Result<Demographics, DomainError> {
         let raw = self
             .store
             .get(PATIENTS, patient.as_bytes())?
@@ -148,21 +292,32 @@ impl Keyhold {
         Ok(out)
     }
 
-    /// Demographics only (the banner and the demographics page).
+    /// Demographics only (the banner and the demographics page). Anyone but
+    /// the patient sees a sensitive record's identity only (see `redacted`).
     pub async fn demographics(
         &self,
         p: &Principal,
         patient: PatientId,
     ) -> Result<Demographics, DomainError> {
         let resource = Resource::whole(patient);
-        let now = self
+        let access = self
             .authorize(p, Action::Read, resource, AuditAction::Read, "demographics")
             .await?;
-        let d = self.load_demographics(patient)?;
+        let d = Self::as_seen(self.load_demographics(patient)?, access.basis);
         self.audit
-            .record(&self.event(p, now, AuditAction::Read, patient, "demographics".into()))
+            .record(&self.event(p, &access, AuditAction::Read, patient, "demographics".into()))
             .await?;
         Ok(d)
+    }
+
+    /// A sensitive record shows others only name, NHS number, date of birth
+    /// and gender (and the deceased flag): no contact or location details.
+    fn as_seen(d: Demographics, basis: Basis) -> Demographics {
+        if d.sensitive && basis != Basis::Owner {
+            d.redacted()
+        } else {
+            d
+        }
     }
 
     /// The whole record as the principal may see it, newest entries first.
@@ -172,34 +327,28 @@ impl Keyhold {
         patient: PatientId,
     ) -> Result<RecordView, DomainError> {
         let resource = Resource::whole(patient);
-        let now = self
+        let access = self
             .authorize(p, Action::Read, resource, AuditAction::Read, "record")
             .await?;
-        let demographics = self.load_demographics(patient)?;
+        let demographics = Self::as_seen(self.load_demographics(patient)?, access.basis);
         let mut entries: Vec<Entry> = self
             .load_entries(patient)?
             .into_iter()
-            .filter(|e| {
-                decide(
-                    p,
-                    Action::Read,
-                    &Resource::in_category(patient, e.category),
-                    now,
-                )
-                .is_allowed()
-            })
+            .filter(|e| access.allows_item(p, Action::Read, patient, e.category, &e.source))
             .collect();
         entries.sort_by(|a, b| b.date.cmp(&a.date).then(b.recorded_at.cmp(&a.recorded_at)));
         self.audit
-            .record(&self.event(p, now, AuditAction::Read, patient, "record".into()))
+            .record(&self.event(p, &access, AuditAction::Read, patient, "record".into()))
             .await?;
         Ok(RecordView {
             demographics,
             entries,
+            basis: access.basis,
         })
     }
 
-    /// One entry.
+    /// One entry. Reached without a whole-record permission only by the
+    /// organisation that contributed it.
     pub async fn entry(
         &self,
         p: &Principal,
@@ -207,40 +356,33 @@ impl Keyhold {
         id: EntryId,
     ) -> Result<Entry, DomainError> {
         let what = format!("entry/{id}");
-        let now = self
-            .authorize(
-                p,
-                Action::Read,
-                Resource::whole(patient),
-                AuditAction::Read,
-                &what,
-            )
-            .await?;
         let raw = self
             .store
-            .get(ENTRIES, &pair(patient.as_bytes(), id.as_bytes()))?
-            .ok_or(DomainError::NotFound)?;
-        let row: EntryRowV1 = serde_json::from_slice(&raw)?;
-        let owner = KeyOwner::Patient(patient);
-        let dek = self.vault.key(owner)?;
-        let plain = self.vault.open(
-            &dek,
-            &Aad::entry(patient, id.as_bytes(), row.version),
-            &row.sealed,
-        )?;
-        let entry: Entry = serde_json::from_slice(&plain)?;
-        if !decide(
-            p,
-            Action::Read,
-            &Resource::in_category(patient, entry.category),
-            now,
-        )
-        .is_allowed()
-        {
-            return Err(DomainError::NotFound);
-        }
+            .get(ENTRIES, &pair(patient.as_bytes(), id.as_bytes()))?;
+        let entry: Option<Entry> = match raw {
+            Some(raw) => {
+                let row: EntryRowV1 = serde_json::from_slice(&raw)?;
+                let dek = self.vault.key(KeyOwner::Patient(patient))?;
+                let plain = self.vault.open(
+                    &dek,
+                    &Aad::entry(patient, id.as_bytes(), row.version),
+                    &row.sealed,
+                )?;
+                Some(serde_json::from_slice(&plain)?)
+            }
+            None => None,
+        };
+        // Missing and not allowed are decided (and audited) the same way.
+        let resource = match &entry {
+            Some(e) => Resource::in_category(patient, e.category).contributed_by(e.source.org()),
+            None => Resource::whole(patient),
+        };
+        let access = self
+            .authorize(p, Action::Read, resource, AuditAction::Read, &what)
+            .await?;
+        let entry = entry.ok_or(DomainError::NotFound)?;
         self.audit
-            .record(&self.event(p, now, AuditAction::Read, patient, what))
+            .record(&self.event(p, &access, AuditAction::Read, patient, what))
             .await?;
         Ok(entry)
     }
@@ -315,8 +457,9 @@ impl Keyhold {
         Ok(id)
     }
 
-    /// Adds an entry the principal wrote. The entry and its audit entry are one
-    /// atomic write.
+    /// Adds an entry the principal wrote: the patient or a carer as "patient
+    /// entered"; a professional on behalf of their organisation. The entry
+    /// and its audit entry are one atomic write.
     pub async fn add_entry(
         &self,
         p: &Principal,
@@ -325,7 +468,7 @@ impl Keyhold {
     ) -> Result<EntryId, DomainError> {
         Self::validate_entry(&new)?;
         let category: Category = new.category;
-        let now = self
+        let access = self
             .authorize(
                 p,
                 Action::Contribute,
@@ -334,13 +477,25 @@ impl Keyhold {
                 "entry",
             )
             .await?;
+        let source = self.source_for(access.basis)?;
         let mut batch = Batch::new();
-        let id = self.entry_into(&mut batch, patient, new, Source::PatientEntered)?;
+        let id = self.entry_into(&mut batch, patient, new, source)?;
         self.audit.add(
             &mut batch,
-            &self.event(p, now, AuditAction::Create, patient, format!("entry/{id}")),
+            &self.event(p, &access, AuditAction::Create, patient, format!("entry/{id}")),
         )?;
         self.store.submit(batch).await?;
         Ok(id)
+    }
+
+    /// Who an addition is attributed to.
+    pub(crate) fn source_for(&self, basis: Basis) -> Result<Source, DomainError> {
+        Ok(match basis.org() {
+            Some(org) => Source::Organisation {
+                name: self.organisation_name(org)?,
+                org: Some(org),
+            },
+            None => Source::PatientEntered,
+        })
     }
 }

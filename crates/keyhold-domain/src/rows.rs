@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{AccountId, PatientId};
+use crate::consent::StaffRole;
+use crate::{AccountId, GrantId, OrgId, PatientId, StaffInviteId};
 
 /// Sealed bytes travel as base64 inside the JSON rows.
 pub(crate) mod b64 {
@@ -23,6 +24,24 @@ pub(crate) mod b64 {
     }
 }
 
+/// Optional sealed bytes.
+pub(crate) mod b64_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => super::b64::serialize(v, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        #[derive(Deserialize)]
+        struct W(#[serde(with = "super::b64")] Vec<u8>);
+        Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub(crate) struct AccountRowV1 {
     /// The email address, sealed under the account's own data key.
@@ -32,6 +51,10 @@ pub(crate) struct AccountRowV1 {
     pub password: String,
     /// The record this account is the patient of.
     pub patient: Option<PatientId>,
+    /// The account holder's name, sealed under the account's key (absent on
+    /// accounts made before names were asked for).
+    #[serde(default, with = "b64_opt", skip_serializing_if = "Option::is_none")]
+    pub name: Option<Vec<u8>>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -68,4 +91,70 @@ pub(crate) struct DocumentRowV1 {
     pub meta: Vec<u8>,
     /// How many sealed chunks hold the content (each binds its index and this count).
     pub chunks: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct GrantRowV1 {
+    pub version: u32,
+    /// The whole `Grant`, sealed under the patient's key.
+    #[serde(with = "b64")]
+    pub sealed: Vec<u8>,
+}
+
+/// What an invitation token leads to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum InviteTarget {
+    Grant { patient: PatientId, grant: GrantId },
+    Staff { org: OrgId, invite: StaffInviteId },
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct InviteRowV1 {
+    pub target: InviteTarget,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct OrgRowV1 {
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+pub(crate) struct MemberRowV1 {
+    pub role: StaffRole,
+    pub active: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub added_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub removed_at: Option<OffsetDateTime>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StaffInviteRowV1 {
+    pub role: StaffRole,
+    /// The invited address, sealed under the organisation's key.
+    #[serde(with = "b64")]
+    pub email: Vec<u8>,
+    /// `sha256(token)`, so the invitation can be withdrawn.
+    #[serde(with = "b64")]
+    pub token_key: Vec<u8>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct BreakGlassRowV1 {
+    pub account: AccountId,
+    pub org: OrgId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub opened_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// The reason given, sealed under the patient's key.
+    #[serde(with = "b64")]
+    pub reason: Vec<u8>,
 }

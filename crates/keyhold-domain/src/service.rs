@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use keyhold_crypto::PasswordHasher;
+use keyhold_mail::{Mailer, OutgoingMail};
 use keyhold_storage::{open_memory, open_sled, Batch, ChainLink, Store};
 use time::Duration;
 use tokio::sync::Semaphore;
@@ -33,6 +34,12 @@ pub struct Settings {
     pub session_absolute: Duration,
     /// Use the cheapest argon2 parameters. Tests only: never in production.
     pub danger_fast_hashing: bool,
+    /// How long an invitation link (to a grant or to join an organisation) works.
+    pub invitation_ttl: Duration,
+    /// How long emergency access lasts once opened.
+    pub break_glass_duration: Duration,
+    /// The address people reach the service at, for links in mail.
+    pub public_url: String,
 }
 
 impl Default for Settings {
@@ -47,6 +54,9 @@ impl Default for Settings {
             session_idle: Duration::minutes(30),
             session_absolute: Duration::hours(12),
             danger_fast_hashing: false,
+            invitation_ttl: Duration::days(7),
+            break_glass_duration: Duration::hours(1),
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 }
@@ -106,6 +116,11 @@ pub struct Keyhold {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) hashing: Hashing,
     pub(crate) settings: Settings,
+    /// Outgoing mail (invitations, emergency-access notices). `None`: mail is
+    /// not configured, and anything that must send one fails loudly.
+    pub(crate) mailer: Option<Arc<Mailer>>,
+    /// Signs audit checkpoints (see `checkpoint`).
+    pub(crate) signing: Arc<keyhold_crypto::AuditSigningKey>,
 }
 
 fn chains() -> Vec<(keyhold_storage::TreeName, Arc<dyn ChainLink>)> {
@@ -169,7 +184,44 @@ impl Keyhold {
             clock,
             hashing,
             settings,
+            signing: Arc::new(keys.audit),
+            mailer: None,
         }))
+    }
+
+    /// Gives the service a way to send mail. Call once, before serving.
+    pub fn with_mailer(mut self: Arc<Self>, mailer: Mailer) -> Result<Arc<Self>, DomainError> {
+        let me = Arc::get_mut(&mut self)
+            .ok_or_else(|| DomainError::Internal("set the mailer before sharing the service".into()))?;
+        me.mailer = Some(Arc::new(mailer));
+        Ok(self)
+    }
+
+    /// A link to `path` on this service, for mail.
+    pub(crate) fn link(&self, path: &str) -> String {
+        format!("{}{path}", self.settings.public_url.trim_end_matches('/'))
+    }
+
+    /// Sends one message. Bodies carry links and notices only: never record
+    /// content, never a password.
+    pub(crate) async fn send_mail(
+        &self,
+        to: &crate::Email,
+        subject: &str,
+        text: &str,
+    ) -> Result<(), DomainError> {
+        let mailer = self
+            .mailer
+            .as_ref()
+            .ok_or_else(|| DomainError::Internal("mail is not configured".into()))?;
+        mailer
+            .send(OutgoingMail {
+                to: to.as_str().to_string(),
+                subject: subject.to_string(),
+                text: text.to_string(),
+            })
+            .await
+            .map_err(|e| DomainError::Mail(e.to_string()))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -26,6 +26,28 @@ pub const DOCUMENTS: TreeName = TreeName::new("documents");
 pub const DOC_CHUNKS: TreeName = TreeName::new("doc_chunks");
 /// `seq (u64 BE)` → audit entry (see `audit::entry`): hash-chained, append-only.
 pub const AUDIT: TreeName = TreeName::new("audit");
+/// `patient_id ‖ seq (u64 BE)` → empty: that patient's audit entries.
+pub const AUDIT_BY_PATIENT: TreeName = TreeName::new("audit_by_patient");
+/// `patient_id ‖ grant_id` → `GrantRowV1` (the grant, sealed under the patient's key).
+pub const GRANTS: TreeName = TreeName::new("grants");
+/// `account_id ‖ patient_id ‖ grant_id` → empty: grants to an account.
+pub const GRANTS_BY_ACCOUNT: TreeName = TreeName::new("grants_by_account");
+/// `sha256(invitation token)` → `InviteRowV1`. The token itself is never stored.
+pub const INVITES: TreeName = TreeName::new("invites");
+/// `org_id` → `OrgRowV1` (an organisation's name is public, not personal, data).
+pub const ORGS: TreeName = TreeName::new("orgs");
+/// `org_id ‖ account_id` → `MemberRowV1`.
+pub const MEMBERS: TreeName = TreeName::new("members");
+/// `account_id ‖ org_id` → `MemberRowV1` (the same row, found from the account).
+pub const MEMBERS_BY_ACCOUNT: TreeName = TreeName::new("members_by_account");
+/// `org_id ‖ staff_invite_id` → `StaffInviteRowV1` (address sealed under the org's key).
+pub const STAFF_INVITES: TreeName = TreeName::new("staff_invites");
+/// `patient_id ‖ break_glass_id` → `BreakGlassRowV1` (reason sealed).
+pub const BREAK_GLASS: TreeName = TreeName::new("break_glass");
+/// `org_id ‖ break_glass_id` → `patient_id`: an organisation's uses, for its report.
+pub const BREAK_GLASS_BY_ORG: TreeName = TreeName::new("break_glass_by_org");
+/// `size (u64 BE)` → signed checkpoint note (see `checkpoint`).
+pub const CHECKPOINTS: TreeName = TreeName::new("checkpoints");
 
 /// The schema this build reads and writes. Bump on any incompatible change to a
 /// row or key layout; the server refuses a store with another version.

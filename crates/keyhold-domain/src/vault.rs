@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::ids::KeyOwner;
 use crate::trees::DEKS;
-use crate::{AccountId, DocumentId, DomainError, PatientId};
+use crate::{AccountId, BreakGlassId, DocumentId, DomainError, GrantId, OrgId, PatientId, StaffInviteId};
 
 /// What a sealed value is bound to. A ciphertext opens only with the same
 /// owner, kind, record id, version and part: moved anywhere else, it fails.
@@ -33,6 +33,49 @@ impl<'a> Aad<'a> {
             owner: KeyOwner::Account(*account),
             kind: "account-email",
             record: account.as_bytes(),
+            version: 1,
+            part: 0,
+        }
+    }
+
+    /// An account holder's name (what others see in access logs and lists).
+    pub fn account_name(account: &'a AccountId) -> Self {
+        Aad {
+            owner: KeyOwner::Account(*account),
+            kind: "account-name",
+            record: account.as_bytes(),
+            version: 1,
+            part: 0,
+        }
+    }
+
+    pub fn grant(patient: PatientId, grant: &'a GrantId, version: u32) -> Self {
+        Aad {
+            owner: KeyOwner::Patient(patient),
+            kind: "grant",
+            record: grant.as_bytes(),
+            version,
+            part: 0,
+        }
+    }
+
+    /// The reason given for emergency access.
+    pub fn break_glass(patient: PatientId, id: &'a BreakGlassId) -> Self {
+        Aad {
+            owner: KeyOwner::Patient(patient),
+            kind: "break-glass",
+            record: id.as_bytes(),
+            version: 1,
+            part: 0,
+        }
+    }
+
+    /// The address a professional was invited at, sealed under the org's key.
+    pub fn staff_invite(org: OrgId, invite: &'a StaffInviteId) -> Self {
+        Aad {
+            owner: KeyOwner::Organisation(org),
+            kind: "staff-invite",
+            record: invite.as_bytes(),
             version: 1,
             part: 0,
         }

@@ -38,7 +38,8 @@ pub(crate) enum Op {
     Delete(TreeName, Vec<u8>),
     /// Appended to a sequenced log; the committer chooses the key (the next
     /// sequence number, big-endian u64) and, for chained trees, the final bytes.
-    Append(TreeName, Vec<u8>),
+    /// Each index gets an empty value at `prefix ‖ seq`, in the same write.
+    Append(TreeName, Vec<u8>, Vec<(TreeName, Vec<u8>)>),
 }
 
 #[derive(Debug, Clone)]
@@ -71,7 +72,21 @@ impl Batch {
     /// Appends to a sequenced (possibly chained) log tree. The sequence numbers
     /// the committer assigned come back in [`Committed::appended`], in order.
     pub fn append(&mut self, tree: TreeName, payload: impl Into<Vec<u8>>) {
-        self.ops.push(Op::Append(tree, payload.into()));
+        self.ops.push(Op::Append(tree, payload.into(), Vec::new()));
+    }
+
+    /// Like [`Batch::append`], and also writes an empty value at
+    /// `prefix ‖ seq (u64 BE)` in each index tree, so entries can later be found
+    /// by prefix (e.g. one patient's audit entries) without a full scan. The
+    /// index keys exist only once the committer has chosen `seq`, which is why
+    /// this is a storage operation and not the caller's.
+    pub fn append_indexed(
+        &mut self,
+        tree: TreeName,
+        payload: impl Into<Vec<u8>>,
+        indexes: Vec<(TreeName, Vec<u8>)>,
+    ) {
+        self.ops.push(Op::Append(tree, payload.into(), indexes));
     }
 
     /// The batch is refused with [`StorageError::Conflict`] if `key` exists.

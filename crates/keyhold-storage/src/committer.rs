@@ -191,7 +191,7 @@ impl<E: Engine> Worker<E> {
             match op {
                 Op::Put(t, k, v) => writes.push((full_key(t, &k), Some(v))),
                 Op::Delete(t, k) => writes.push((full_key(t, &k), None)),
-                Op::Append(t, payload) => {
+                Op::Append(t, payload, indexes) => {
                     let (seq, prev) = match new_heads.get(&t) {
                         Some(h) => (h.next, h.last.clone()),
                         None => {
@@ -206,6 +206,10 @@ impl<E: Engine> Worker<E> {
                         None => payload,
                     };
                     writes.push((full_key(t, &seq.to_be_bytes()), Some(value.clone())));
+                    for (index, mut prefix) in indexes {
+                        prefix.extend_from_slice(&seq.to_be_bytes());
+                        writes.push((full_key(index, &prefix), Some(Vec::new())));
+                    }
                     new_heads.insert(
                         t,
                         LogHead {

@@ -163,3 +163,28 @@ fn a_chain_that_refuses_refuses_the_whole_batch() {
     assert!(matches!(s.submit(b).wait(), Err(StorageError::Chain(_))));
     assert_eq!(s.get(T, b"k").unwrap(), None);
 }
+
+#[test]
+fn indexed_appends_write_one_index_key_per_entry_with_its_sequence() {
+    const BY: TreeName = TreeName::new("log_by_owner");
+    both(|s| {
+        let mut b = Batch::new();
+        b.append_indexed(LOG, b"a".to_vec(), vec![(BY, b"ann/".to_vec())]);
+        b.append_indexed(LOG, b"b".to_vec(), vec![(BY, b"bob/".to_vec())]);
+        b.append(LOG, b"c".to_vec());
+        let committed = s.submit(b).wait().unwrap();
+        let mut b = Batch::new();
+        b.append_indexed(LOG, b"d".to_vec(), vec![(BY, b"ann/".to_vec())]);
+        let later = s.submit(b).wait().unwrap();
+        let ann: Vec<u64> = s
+            .scan(BY, b"ann/")
+            .map(|r| u64::from_be_bytes(r.unwrap().0[4..].try_into().unwrap()))
+            .collect();
+        assert_eq!(ann, vec![committed.appended[0], later.appended[0]]);
+        let bob: Vec<_> = s.scan(BY, b"bob/").map(|r| r.unwrap().0).collect();
+        assert_eq!(bob.len(), 1);
+        // The index points at the entry written in the same batch.
+        let seq = &bob[0][4..];
+        assert!(s.get(LOG, seq).unwrap().unwrap().ends_with(b"b"));
+    });
+}

@@ -10,7 +10,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use keyhold_domain::clock::SystemClock;
 use keyhold_domain::keystore::{add_master_key, init_keys, load_keys};
-use keyhold_domain::{audit, Keyhold, Settings};
+use keyhold_domain::checkpoint::{
+    run_checkpointer, verify_checkpoints, AuditBreak, CheckpointConfig, CheckpointFailure, Source,
+};
+use keyhold_domain::{Keyhold, Settings};
 use keyhold_web::{AppState, Application, WebConfig};
 
 #[derive(Parser)]
@@ -43,6 +46,18 @@ enum Command {
         /// patients and demo accounts, and print the sign-ins.
         #[arg(long)]
         demo: bool,
+        /// Append signed audit checkpoints to FILE (created mode 0600; copy it
+        /// off this host) [default: DATA/audit-checkpoints.txt].
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+        /// Sign a checkpoint once this many audit entries have been added.
+        #[arg(long, value_name = "N", default_value_t = CheckpointConfig::DEFAULT_EVERY_ENTRIES,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        checkpoint_every: u64,
+        /// Sign a checkpoint once this many seconds have passed with any new entry.
+        #[arg(long, value_name = "SECONDS", default_value_t = CheckpointConfig::DEFAULT_EVERY.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..))]
+        checkpoint_interval: u64,
     },
     /// Seed N synthetic patients and write the plaintext values seeded to FILE.
     Demo {
@@ -81,14 +96,16 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the whole hash chain; non-zero exit on any break.
+    /// Check the whole hash chain and every signed checkpoint (the store's own,
+    /// and FILE's); exit 2 on any break.
     Verify {
         #[arg(long)]
         data: PathBuf,
         #[arg(long)]
         keys: PathBuf,
-        /// Signed checkpoints file (checkpoints come with the consent work; accepted and checked for existence).
-        #[arg(long)]
+        /// The checkpoints file `serve` appends to (best: a copy kept off the host).
+        /// Without it a tail cut together with the store's checkpoints goes unseen.
+        #[arg(long, value_name = "FILE")]
         checkpoints: Option<PathBuf>,
     },
 }
@@ -159,7 +176,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             keys,
             bind,
             demo,
-        } => serve(&data, &keys, bind, demo)?,
+            checkpoints,
+            checkpoint_every,
+            checkpoint_interval,
+        } => {
+            let mut cfg = CheckpointConfig::new(
+                checkpoints.unwrap_or_else(|| data.join("audit-checkpoints.txt")),
+            );
+            cfg.every_entries = checkpoint_every;
+            cfg.every = std::time::Duration::from_secs(checkpoint_interval);
+            serve(&data, &keys, bind, demo, cfg)?
+        }
         Command::Demo {
             data,
             keys,
@@ -219,30 +246,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     keys,
                     checkpoints,
                 },
-        } => {
-            if let Some(c) = &checkpoints {
-                if !c.exists() {
-                    bail!("checkpoints file {} does not exist", c.display());
-                }
-                eprintln!("note: signed checkpoints are not yet written by this version; checking the hash chain only");
-            }
-            existing_store(&data)?;
-            let _ = load_keys(&keys)?;
-            let store = keyhold_domain::open_store(&data)?;
-            match audit::verify(store.as_ref())? {
-                Ok(summary) => {
-                    println!(
-                        "audit chain intact: {} entries, head {}",
-                        summary.entries,
-                        hex_head(&summary.head)
-                    );
-                }
-                Err(br) => {
-                    eprintln!("AUDIT CHAIN BROKEN: {br}");
-                    return Ok(ExitCode::from(2));
-                }
-            }
-        }
+        } => return audit_verify(&data, &keys, checkpoints.as_deref()),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -284,13 +288,94 @@ fn hex_head(h: &[u8; 32]) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn serve(data: &Path, keys: &Path, bind: SocketAddr, demo: bool) -> Result<()> {
+/// `keyhold audit verify`: the chain, then every checkpoint. Exit 2 on any
+/// break, naming what and where.
+fn audit_verify(data: &Path, keys: &Path, checkpoints: Option<&Path>) -> Result<ExitCode> {
+    let external = match checkpoints {
+        Some(c) => Some(
+            std::fs::read(c)
+                .with_context(|| format!("reading the checkpoints file {}", c.display()))?,
+        ),
+        None => None,
+    };
+    existing_store(data)?;
+    let public_key = load_keys(keys)?.audit.public_key();
+    let store = keyhold_domain::open_store(data)?;
+    let report = match verify_checkpoints(store.as_ref(), &public_key, external.as_deref())? {
+        Ok(report) => report,
+        Err(AuditBreak::Chain(br)) => {
+            eprintln!("AUDIT CHAIN BROKEN: {br}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(AuditBreak::Checkpoints(failures)) => {
+            eprintln!(
+                "AUDIT CHECKPOINTS BROKEN: {} signed checkpoint(s) do not match the audit log \
+                 ({} entries, whole as a chain):",
+                failures.len(),
+                keyhold_domain::checkpoint::chain_size(store.as_ref()).unwrap_or(0)
+            );
+            const SHOWN: usize = 20;
+            for f in failures.iter().take(SHOWN) {
+                eprintln!("  {}", describe_failure(f, checkpoints));
+            }
+            if failures.len() > SHOWN {
+                eprintln!("  … and {} more", failures.len() - SHOWN);
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    println!(
+        "audit chain intact: {} entries, head {}",
+        report.entries,
+        hex_head(&report.head)
+    );
+    let verified = report.in_store + report.in_file;
+    match report.latest {
+        Some(latest) => {
+            let file = match checkpoints {
+                Some(c) => format!(", {} in {}", report.in_file, c.display()),
+                None => String::new(),
+            };
+            println!(
+                "{verified} signed checkpoints verified ({} in the store{file}); latest covers {latest} entries, {} added since",
+                report.in_store,
+                report.entries - latest
+            );
+        }
+        None => println!("no signed checkpoints yet: `keyhold serve` writes them"),
+    }
+    if checkpoints.is_none() {
+        eprintln!(
+            "note: no --checkpoints file given: a tail cut together with the store's own \
+             checkpoints would not show; pass the file `serve` writes (or its off-host copy)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_failure(f: &CheckpointFailure, file: Option<&Path>) -> String {
+    match (&f.at, file) {
+        (Source::File { line }, Some(path)) => {
+            format!("{}, line {line}: {}", path.display(), f.problem)
+        }
+        _ => f.to_string(),
+    }
+}
+
+fn serve(
+    data: &Path,
+    keys: &Path,
+    bind: SocketAddr,
+    demo: bool,
+    checkpoints: CheckpointConfig,
+) -> Result<()> {
     if demo {
         for p in init_keys(keys)? {
             println!("created key file {}", p.display());
         }
     }
     let core = open(data, keys)?;
+    checkpoint_file_usable(&checkpoints.file, data)?;
     let rt = runtime()?;
     rt.block_on(async move {
         let accounts = if demo && core.is_empty()? {
@@ -318,10 +403,50 @@ fn serve(data: &Path, keys: &Path, bind: SocketAddr, demo: bool) -> Result<()> {
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        app.run(shutdown_signal()).await?;
+        tracing::info!(
+            file = %checkpoints.file.display(),
+            every_entries = checkpoints.every_entries,
+            every_seconds = checkpoints.every.as_secs(),
+            "signing audit checkpoints"
+        );
+        let (stop_checkpoints, stopped) = tokio::sync::oneshot::channel::<()>();
+        let checkpointer = tokio::spawn(run_checkpointer(core.clone(), checkpoints, async {
+            let _ = stopped.await;
+        }));
+        let served = app.run(shutdown_signal()).await;
+        // Requests are finished: sign the final state before the store closes.
+        let _ = stop_checkpoints.send(());
+        if let Err(e) = checkpointer.await {
+            tracing::error!("the audit checkpointer failed: {e}");
+        }
+        served?;
         tracing::info!("stopped");
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// The checkpoints file's folder must exist, and the file must not be inside
+/// the store's own folder (sled owns it; and the file is meant to outlive it).
+fn checkpoint_file_usable(file: &Path, data: &Path) -> Result<()> {
+    let parent = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let parent = std::fs::canonicalize(&parent).with_context(|| {
+        format!(
+            "the folder for the checkpoints file {} must exist",
+            file.display()
+        )
+    })?;
+    let store = std::fs::canonicalize(data.join("store"))
+        .with_context(|| format!("resolving {}", data.join("store").display()))?;
+    if parent.starts_with(&store) {
+        bail!(
+            "--checkpoints must be outside the store folder {}",
+            store.display()
+        );
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

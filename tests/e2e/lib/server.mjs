@@ -4,6 +4,10 @@
 //   ...
 //   await server.stop();
 //
+// Options: `extraArgs` (appended to `keyhold serve ...`) and `env` (merged over
+// the server's environment, e.g. `{ KEYHOLD_SMTP_URL: sink.url }` with
+// lib/mail.mjs's startMailSink; `keyhold init` does not get it).
+//
 // The binary comes from KEYHOLD_BIN (default <repo>/target/debug/keyhold).
 // Each server gets a fresh temp dir holding its keys and data, removed on stop.
 // Servers still running when the process exits are killed (see the exit hooks

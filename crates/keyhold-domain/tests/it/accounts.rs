@@ -12,13 +12,13 @@ async fn an_email_already_used_in_another_case_is_refused() {
     let env = Env::new();
     let first = env
         .core
-        .sign_up("Ann.Smith@Example.test", PASSWORD)
+        .sign_up("Test Person", "Ann.Smith@Example.test", PASSWORD)
         .await
         .unwrap();
 
     match env
         .core
-        .sign_up("ann.smith@EXAMPLE.TEST", "another password")
+        .sign_up("Test Person", "ann.smith@EXAMPLE.TEST", "another password")
         .await
     {
         Err(DomainError::Invalid(errors)) => {
@@ -58,7 +58,7 @@ async fn of_two_simultaneous_sign_ups_with_one_email_exactly_one_wins() {
         .into_iter()
         .map(|email| {
             let core = env.core.clone();
-            tokio::spawn(async move { core.sign_up(email, PASSWORD).await })
+            tokio::spawn(async move { core.sign_up("Test Person", email, PASSWORD).await })
         })
         .collect();
     let mut won = 0;

@@ -18,7 +18,7 @@ fn bounded() -> Settings {
 async fn a_flood_of_sign_ins_is_shed_not_queued() {
     let env = Env::with(bounded());
     env.core
-        .sign_up("ann@example.test", PASSWORD)
+        .sign_up("Test Person", "ann@example.test", PASSWORD)
         .await
         .unwrap();
 
@@ -58,7 +58,7 @@ async fn a_sign_in_cancelled_while_waiting_gives_its_place_back() {
         ..bounded()
     });
     env.core
-        .sign_up("ann@example.test", PASSWORD)
+        .sign_up("Test Person", "ann@example.test", PASSWORD)
         .await
         .unwrap();
 

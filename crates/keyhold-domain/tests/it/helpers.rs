@@ -47,6 +47,12 @@ impl Env {
             open(dir.path(), &dir.path().join("keys"), settings, &clock).unwrap_or_else(|e| {
                 panic!("open failed: {e}");
             });
+        let mailer = keyhold_mail::Mailer::new(
+            keyhold_mail::MailTransport::Outbox(dir.path().join("outbox")),
+            keyhold_mail::DEFAULT_FROM,
+        )
+        .unwrap();
+        let core = core.with_mailer(mailer).unwrap();
         Env { dir, clock, core }
     }
 
@@ -54,9 +60,48 @@ impl Env {
         self.core.store()
     }
 
+    /// Every message written to the outbox so far, oldest first.
+    pub fn mails(&self) -> Vec<String> {
+        let dir = self.dir.path().join("outbox");
+        let mut files: Vec<_> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+            Err(_) => return Vec::new(),
+        };
+        files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+        files
+            .into_iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
+    /// The token of the newest invitation link mailed to `to`.
+    pub fn invitation_to(&self, to: &str) -> String {
+        let mail = self
+            .mails()
+            .into_iter()
+            .rev()
+            .find(|m| m.contains(to))
+            .unwrap_or_else(|| panic!("no mail to {to}"));
+        let at = mail.find("/invitations/").expect("an invitation link") + "/invitations/".len();
+        mail[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect()
+    }
+
+    /// Signs up someone by name; the token stands for their browser.
+    pub async fn person(&self, name: &str, email: &str) -> SessionToken {
+        self.core.sign_up(name, email, PASSWORD).await.unwrap().token
+    }
+
+    /// The principal as their next request sees it (memberships re-read).
+    pub async fn now(&self, token: &SessionToken) -> Principal {
+        self.core.session(token).await.unwrap().expect("a live session")
+    }
+
     /// Signs up a new patient; returns who they are and their record.
     pub async fn patient(&self, email: &str) -> (Principal, PatientId, SessionToken) {
-        let s = self.core.sign_up(email, PASSWORD).await.unwrap();
+        let s = self.core.sign_up("Test Person", email, PASSWORD).await.unwrap();
         let patient = s
             .principal
             .own_patient

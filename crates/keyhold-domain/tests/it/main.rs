@@ -6,6 +6,7 @@ mod accounts;
 mod audit;
 mod binding;
 mod concurrency;
+mod consent;
 mod hashing;
 mod helpers;
 mod keys;

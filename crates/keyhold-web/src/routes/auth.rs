@@ -1,6 +1,6 @@
 //! Sign up, sign in, sign out.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +19,12 @@ pub struct Credentials {
     #[serde(default)]
     csrf_token: String,
     #[serde(default)]
+    name: String,
+    #[serde(default)]
     email: String,
+    /// Where to go after signing in (an invitation link, for one).
+    #[serde(default)]
+    next: String,
     #[serde(default)]
     password: String,
 }
@@ -42,16 +47,39 @@ impl CsrfField for CsrfOnly {
     }
 }
 
+/// Where to go next: a path on this site only (`/x`, never `//host` or a URL),
+/// so the parameter cannot send anyone elsewhere.
+pub fn safe_next(next: &str) -> Option<&str> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() <= 512
+        && next
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'\\');
+    ok.then_some(next)
+}
+
+#[derive(Deserialize, Default)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
 fn form_page(
     state: &AppState,
     viewer: &Viewer,
     template: &str,
     title: &str,
-    email: &str,
+    values: (&str, &str, &str),
     errors: &[FieldError],
 ) -> Result<Response, WebError> {
+    let (name, email, next) = values;
     let mut ctx = Context::new();
-    ctx.insert("values", &serde_json::json!({ "email": email }));
+    ctx.insert(
+        "values",
+        &serde_json::json!({ "name": name, "email": email, "next": safe_next(next).unwrap_or("") }),
+    );
     insert_errors(&mut ctx, errors);
     let status = if errors.is_empty() {
         StatusCode::OK
@@ -63,21 +91,23 @@ fn form_page(
 
 pub async fn signup_page(
     State(state): State<AppState>,
+    Query(q): Query<NextQuery>,
     viewer: Viewer,
 ) -> Result<Response, WebError> {
-    form_page(&state, &viewer, "signup.html", "Create an account", "", &[])
+    form_page(&state, &viewer, "signup.html", "Create an account", ("", "", &q.next), &[])
 }
 
 pub async fn signin_page(
     State(state): State<AppState>,
+    Query(q): Query<NextQuery>,
     viewer: Viewer,
 ) -> Result<Response, WebError> {
-    form_page(&state, &viewer, "signin.html", "Sign in", "", &[])
+    form_page(&state, &viewer, "signin.html", "Sign in", ("", "", &q.next), &[])
 }
 
 /// Starts the new session: a fresh cookie (the old session, if any, ends), then
 /// on to the record.
-async fn signed_in(state: &AppState, viewer: &Viewer, s: SignedIn) -> Response {
+async fn signed_in(state: &AppState, viewer: &Viewer, s: SignedIn, next: &str) -> Response {
     if let Some(old) = &viewer.session {
         if let Err(e) = state.core.sign_out(&SessionToken::from_cookie(old)).await {
             tracing::warn!(error = %e, "ending the previous session failed");
@@ -93,7 +123,11 @@ async fn signed_in(state: &AppState, viewer: &Viewer, s: SignedIn) -> Response {
     );
     let mut resp = (
         StatusCode::SEE_OTHER,
-        [(LOCATION, HeaderValue::from_static("/record"))],
+        [(
+            LOCATION,
+            HeaderValue::from_str(safe_next(next).unwrap_or("/record"))
+                .unwrap_or(HeaderValue::from_static("/record")),
+        )],
     )
         .into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -107,14 +141,14 @@ pub async fn signup(
     s: Submitted<Credentials>,
 ) -> Result<Response, WebError> {
     let Submitted { viewer, form } = s;
-    match state.core.sign_up(&form.email, &form.password).await {
-        Ok(signed) => Ok(signed_in(&state, &viewer, signed).await),
+    match state.core.sign_up(&form.name, &form.email, &form.password).await {
+        Ok(signed) => Ok(signed_in(&state, &viewer, signed, &form.next).await),
         Err(DomainError::Invalid(errors)) => form_page(
             &state,
             &viewer,
             "signup.html",
             "Create an account",
-            &form.email,
+            (&form.name, &form.email, &form.next),
             &errors,
         ),
         Err(e) => Err(e.into()),
@@ -139,18 +173,18 @@ pub async fn signin(
             &viewer,
             "signin.html",
             "Sign in",
-            &form.email,
+            ("", &form.email, &form.next),
             &missing,
         );
     }
     match state.core.sign_in(&form.email, &form.password).await {
-        Ok(signed) => Ok(signed_in(&state, &viewer, signed).await),
+        Ok(signed) => Ok(signed_in(&state, &viewer, signed, &form.next).await),
         Err(DomainError::BadCredentials) => form_page(
             &state,
             &viewer,
             "signin.html",
             "Sign in",
-            &form.email,
+            ("", &form.email, &form.next),
             &[FieldError::new(
                 "email",
                 "Enter a correct email address and password",

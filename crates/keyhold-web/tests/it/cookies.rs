@@ -46,6 +46,7 @@ async fn session_and_csrf_cookies_are_http_only_and_same_site() {
     let token = csrf_in(&page.text().await.unwrap()).unwrap();
     let fields = [
         ("csrf_token", token.as_str()),
+        ("name", "Ann Smith"),
         ("email", "ann@example.test"),
         ("password", PASSWORD),
     ];
@@ -95,6 +96,7 @@ async fn behind_tls_cookies_are_host_prefixed_and_secure_and_hsts_is_sent() {
 
     let fields = [
         ("csrf_token", token.as_str()),
+        ("name", "Ann Smith"),
         ("email", "ann@example.test"),
         ("password", PASSWORD),
     ];

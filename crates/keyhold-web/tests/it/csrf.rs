@@ -58,7 +58,10 @@ async fn sign_up_needs_the_pages_token() {
             &app,
             &client,
             "/signup",
-            &with_token(&token, &[("email", &email), ("password", PASSWORD)]),
+            &with_token(
+                &token,
+                &[("name", "Ann"), ("email", &email), ("password", PASSWORD)],
+            ),
         )
         .await;
         assert_refused(&format!("sign-up with a {what} token"), resp).await;
@@ -81,6 +84,7 @@ async fn sign_up_needs_the_pages_token() {
         "/signup",
         &[
             ("csrf_token", &right),
+            ("name", "Ann Smith"),
             ("email", "ann@example.test"),
             ("password", PASSWORD),
         ],
@@ -95,7 +99,7 @@ async fn sign_up_needs_the_pages_token() {
 async fn sign_in_needs_the_pages_token() {
     let app = spawn_app().await;
     app.core
-        .sign_up("ann@example.test", PASSWORD)
+        .sign_up("Test Person", "ann@example.test", PASSWORD)
         .await
         .unwrap();
     let sessions = app.rows(SESSIONS);

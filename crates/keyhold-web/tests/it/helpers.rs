@@ -216,6 +216,7 @@ pub async fn sign_up(app: &TestApp, client: &Client, email: &str) {
         "/signup",
         &[
             ("csrf_token", &token),
+            ("name", "Test Person"),
             ("email", email),
             ("password", PASSWORD),
         ],

@@ -95,7 +95,7 @@ fn audit_verify_detects_tampering() {
         let patient: PatientId = field(&identities[0], "patient_id").parse().unwrap();
         let email = field(&identities[0], "email");
         runtime().block_on(async {
-            core.create_account_for(email, PASSWORD, patient)
+            core.create_account_for("Test Person", email, PASSWORD, Some(patient))
                 .await
                 .unwrap();
             let signed = core.sign_in(email, PASSWORD).await.unwrap();

@@ -68,7 +68,7 @@ fn rotation_keeps_records_readable_without_the_old_key() {
         let patient: PatientId = field(p, "patient_id").parse().unwrap();
         let email = field(p, "email");
         let view = rt.block_on(async {
-            core.create_account_for(email, PASSWORD, patient)
+            core.create_account_for("Test Person", email, PASSWORD, Some(patient))
                 .await
                 .unwrap_or_else(|e| panic!("patient #{i}: creating an account: {e}"));
             let signed = core
