@@ -19,6 +19,7 @@ fn event() -> AuditEvent {
         resource: "record".into(),
         purpose: "own record".into(),
         outcome: Outcome::Success,
+        basis: Some(keyhold_domain::audit::AuditBasis::Owner),
     }
 }
 

@@ -156,7 +156,10 @@ impl Keyhold {
                         _ => (capitalise(&ev.purpose), false),
                     }
                 }
-                _ => (capitalise(&ev.purpose), ev.action == AuditAction::BreakGlass),
+                _ => (
+                    capitalise(&ev.purpose),
+                    ev.action == AuditAction::BreakGlass,
+                ),
             };
             entries.push(AccessLogEntry {
                 at: ev.at,
@@ -177,7 +180,7 @@ impl Keyhold {
         }
         entries.reverse();
         let mut people: Vec<(AccountId, String)> = names.into_iter().collect();
-        people.sort_by(|a, b| a.1.to_lowercase().cmp(&b.1.to_lowercase()));
+        people.sort_by_key(|p| p.1.to_lowercase());
         self.audit
             .record(&self.event(p, &access, AuditAction::Read, patient, "access-log".into()))
             .await?;

@@ -162,7 +162,11 @@ impl Keyhold {
             Ok(_) => return Err(DomainError::Invalid(errors)),
             Err(DomainError::Invalid(more)) => {
                 errors.extend(more);
-                errors.sort_by_key(|e| ["name", "email", "password"].iter().position(|f| *f == e.field));
+                errors.sort_by_key(|e| {
+                    ["name", "email", "password"]
+                        .iter()
+                        .position(|f| *f == e.field)
+                });
                 return Err(DomainError::Invalid(errors));
             }
             Err(e) => return Err(e),
@@ -320,7 +324,11 @@ impl Keyhold {
         let opened = self.account_row(id).and_then(|row| {
             let dek = self.vault.key(KeyOwner::Account(id))?;
             match row.name {
-                Some(sealed) => Ok(Some(self.vault.open(&dek, &Aad::account_name(&id), &sealed)?)),
+                Some(sealed) => Ok(Some(self.vault.open(
+                    &dek,
+                    &Aad::account_name(&id),
+                    &sealed,
+                )?)),
                 None => Ok(None),
             }
         });

@@ -240,7 +240,9 @@ impl AuditLog {
     pub fn add(&self, batch: &mut Batch, event: &AuditEvent) -> Result<(), DomainError> {
         let body = serde_json::to_vec(event)?;
         match event.patient {
-            Some(p) => batch.append_indexed(AUDIT, body, vec![(AUDIT_BY_PATIENT, p.as_bytes().to_vec())]),
+            Some(p) => {
+                batch.append_indexed(AUDIT, body, vec![(AUDIT_BY_PATIENT, p.as_bytes().to_vec())])
+            }
             None => batch.append(AUDIT, body),
         }
         Ok(())

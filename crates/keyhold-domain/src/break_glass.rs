@@ -35,11 +35,7 @@ pub struct BreakGlassUse {
 }
 
 impl Keyhold {
-    fn break_glass_row(
-        patient: PatientId,
-        id: BreakGlassId,
-        row: &BreakGlassRowV1,
-    ) -> BreakGlass {
+    fn break_glass_row(patient: PatientId, id: BreakGlassId, row: &BreakGlassRowV1) -> BreakGlass {
         BreakGlass {
             id,
             patient,
@@ -51,7 +47,10 @@ impl Keyhold {
     }
 
     /// Every break-glass use on `patient` (no policy: internal callers decide).
-    pub(crate) fn break_glass_of(&self, patient: PatientId) -> Result<Vec<BreakGlass>, DomainError> {
+    pub(crate) fn break_glass_of(
+        &self,
+        patient: PatientId,
+    ) -> Result<Vec<BreakGlass>, DomainError> {
         let mut out = Vec::new();
         for item in self.store.scan(BREAK_GLASS, patient.as_bytes()) {
             let (k, v) = item?;
@@ -97,7 +96,9 @@ impl Keyhold {
         if n < MIN_REASON_CHARS {
             return Err(DomainError::Invalid(vec![FieldError::new(
                 "reason",
-                format!("Give the reason for emergency access, at least {MIN_REASON_CHARS} characters"),
+                format!(
+                    "Give the reason for emergency access, at least {MIN_REASON_CHARS} characters"
+                ),
             )]));
         }
         if n > MAX_REASON_CHARS {
@@ -193,9 +194,10 @@ impl Keyhold {
         let mut batch = Batch::new();
         for item in self.store.scan(BREAK_GLASS_BY_ORG, org.as_bytes()) {
             let (k, v) = item?;
-            let (Some(id), Some(patient)) =
-                (BreakGlassId::from_bytes(&k[16..]), PatientId::from_bytes(&v))
-            else {
+            let (Some(id), Some(patient)) = (
+                BreakGlassId::from_bytes(&k[16..]),
+                PatientId::from_bytes(&v),
+            ) else {
                 continue;
             };
             let raw = self

@@ -91,7 +91,12 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The note text that is signed: `origin\nsize\nbase64(root)\n`.
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, STANDARD.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            STANDARD.encode(self.root)
+        )
     }
 
     /// The whole signed note: the body, a blank line, one signature line.
@@ -155,7 +160,9 @@ fn malformed<T>(why: &'static str) -> Result<T, NoteError> {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_ORIGIN_BYTES
-        && !s.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control())
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
 }
 
 /// Opens a signed note: checks its shape and that a signature by `name` with
@@ -187,7 +194,12 @@ pub fn open_signed<'a>(
     }
     let want_id = key_id(name, public_key);
     let mut verified = false;
-    for (i, line) in sigs.strip_suffix('\n').unwrap_or(sigs).split('\n').enumerate() {
+    for (i, line) in sigs
+        .strip_suffix('\n')
+        .unwrap_or(sigs)
+        .split('\n')
+        .enumerate()
+    {
         if i >= MAX_SIGNATURES {
             return malformed("too many signature lines");
         }
@@ -476,7 +488,10 @@ fn read_tail(path: &Path, public_key: &[u8; 32]) -> std::io::Result<FileTail> {
     let ends_with_newline = bytes.last() == Some(&b'\n');
     if from > 0 {
         // Drop the partial first line.
-        let cut = bytes.iter().position(|b| *b == b'\n').map_or(bytes.len(), |i| i + 1);
+        let cut = bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(bytes.len(), |i| i + 1);
         bytes.drain(..cut);
     }
     let last = match std::str::from_utf8(&bytes) {
@@ -554,7 +569,9 @@ impl Keyhold {
                     refuse("the latest checkpoint in the store is not UTF-8 text".into())
                 })?;
                 let cp = open_note(note, &public_key).map_err(|e| {
-                    refuse(format!("the latest checkpoint in the store is refused: {e}"))
+                    refuse(format!(
+                        "the latest checkpoint in the store is refused: {e}"
+                    ))
                 })?;
                 check_extends(store, &cp, "the store", &origin, size, &root)?;
                 Some(cp.size)
@@ -568,7 +585,14 @@ impl Keyhold {
             .map_err(|e| refuse(format!("cannot read {}: {e}", file.display())))?;
         let file_last = match tail.last {
             Some(Ok(cp)) => {
-                check_extends(store, &cp, &file.display().to_string(), &origin, size, &root)?;
+                check_extends(
+                    store,
+                    &cp,
+                    &file.display().to_string(),
+                    &origin,
+                    size,
+                    &root,
+                )?;
                 Some(cp.size)
             }
             Some(Err(e)) => {
@@ -731,7 +755,9 @@ impl fmt::Display for Source {
             Source::Store { key: None } => {
                 write!(f, "a checkpoint stored under a key that is not a size")
             }
-            Source::File { line } => write!(f, "the checkpoint at line {line} of the checkpoints file"),
+            Source::File { line } => {
+                write!(f, "the checkpoint at line {line} of the checkpoints file")
+            }
         }
     }
 }
@@ -744,7 +770,10 @@ pub enum CheckpointProblem {
     /// A stored checkpoint whose key is not the size it signs.
     Misfiled { size: u64 },
     /// Signed for another log, or this store has lost its origin.
-    Origin { found: String, expected: Option<String> },
+    Origin {
+        found: String,
+        expected: Option<String>,
+    },
     /// It covers more entries than the log holds: the tail was cut off.
     Truncated { size: u64, entries: u64 },
     /// The log's entry `size - 1` has another hash than the one signed.
@@ -759,12 +788,18 @@ impl fmt::Display for CheckpointProblem {
                 f,
                 "it signs size {size}, not the size it is stored under: moved or forged"
             ),
-            CheckpointProblem::Origin { found, expected: Some(expected) } => write!(
+            CheckpointProblem::Origin {
+                found,
+                expected: Some(expected),
+            } => write!(
                 f,
                 "it is for the audit log {found}, but this store's is {expected}: \
                  the store or the checkpoint belongs elsewhere, or the store was replaced"
             ),
-            CheckpointProblem::Origin { found, expected: None } => write!(
+            CheckpointProblem::Origin {
+                found,
+                expected: None,
+            } => write!(
                 f,
                 "it is for the audit log {found}, but this store has no audit origin \
                  (meta/audit_origin was removed, or the store was replaced)"
@@ -871,7 +906,9 @@ pub fn verify_checkpoints(
 
     for item in store.scan(CHECKPOINTS, b"") {
         let (key, value) = item?;
-        let key = <[u8; 8]>::try_from(key.as_slice()).ok().map(u64::from_be_bytes);
+        let key = <[u8; 8]>::try_from(key.as_slice())
+            .ok()
+            .map(u64::from_be_bytes);
         let note = std::str::from_utf8(&value)
             .map_err(|_| NoteError::Malformed("it is not UTF-8 text"))
             .and_then(|n| open_note(n, public_key))
@@ -1010,10 +1047,7 @@ mod tests {
 
     #[test]
     fn key_id_matches_the_reference_implementation() {
-        assert_eq!(
-            hex::encode(key_id(GO_NAME, &go_public_key())),
-            "c74f20a3"
-        );
+        assert_eq!(hex::encode(key_id(GO_NAME, &go_public_key())), "c74f20a3");
         // The id depends on the name and on the key.
         let pk = go_public_key();
         assert_ne!(key_id("PeterNeumann2", &pk), key_id(GO_NAME, &pk));
@@ -1072,15 +1106,15 @@ mod tests {
         ] {
             let forged = note.replacen(from, to, 1);
             assert_ne!(forged, note);
-            assert_eq!(open_note(&forged, &pk), Err(NoteError::BadSignature), "{to}");
+            assert_eq!(
+                open_note(&forged, &pk),
+                Err(NoteError::BadSignature),
+                "{to}"
+            );
         }
         let mut other_root = sample();
         other_root.root[0] ^= 1;
-        let forged = format!(
-            "{}{}",
-            other_root.body(),
-            &note[sample().body().len()..]
-        );
+        let forged = format!("{}{}", other_root.body(), &note[sample().body().len()..]);
         assert_eq!(open_note(&forged, &pk), Err(NoteError::BadSignature));
 
         // One bit of the signature flipped.
@@ -1107,7 +1141,10 @@ mod tests {
         let ours = signing_key();
         let theirs = signing_key();
         let note = sample().sign(&theirs);
-        assert_eq!(open_note(&note, &ours.public_key()), Err(NoteError::NotSigned));
+        assert_eq!(
+            open_note(&note, &ours.public_key()),
+            Err(NoteError::NotSigned)
+        );
 
         // Their signature relabelled with our key id: it must not verify.
         let (head, sig_line) = note.split_at(note.rfind(SIG_PREFIX).unwrap());
@@ -1133,10 +1170,12 @@ mod tests {
         let cosigned = format!(
             "{}{}",
             sample().sign(&ours),
-            sample().sign(&theirs).rsplit('\n').nth(1).map(|l| format!(
-                "{}\n",
-                l.replace("keyhold-audit", "witness.example/w1")
-            )).unwrap()
+            sample()
+                .sign(&theirs)
+                .rsplit('\n')
+                .nth(1)
+                .map(|l| format!("{}\n", l.replace("keyhold-audit", "witness.example/w1")))
+                .unwrap()
         );
         assert_eq!(open_note(&cosigned, &ours.public_key()), Ok(sample()));
     }
@@ -1185,7 +1224,10 @@ mod tests {
         let noncanon = String::from_utf8(noncanon).unwrap();
         if STANDARD.decode(&noncanon).ok().as_deref() == Some(&sample().root[..]) {
             let note = sign_text(&format!("{origin}\n1234\n{noncanon}\n"), &key);
-            assert!(matches!(open_note(&note, &pk), Err(NoteError::Malformed(_))));
+            assert!(matches!(
+                open_note(&note, &pk),
+                Err(NoteError::Malformed(_))
+            ));
         }
 
         let shapes = [
@@ -1301,7 +1343,9 @@ mod tests {
     fn shared_env() -> &'static (Env, String) {
         static ENV: std::sync::OnceLock<(Env, String)> = std::sync::OnceLock::new();
         ENV.get_or_init(|| {
-            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
             let env = Env::new();
             rt.block_on(async {
                 env.add_entries(2).await;
@@ -1434,7 +1478,12 @@ mod tests {
 
         let report = env.verify().unwrap();
         assert_eq!(
-            (report.entries, report.in_store, report.in_file, report.latest),
+            (
+                report.entries,
+                report.in_store,
+                report.in_file,
+                report.latest
+            ),
             (5, 2, 2, Some(5))
         );
         assert_eq!(report.origin.as_deref(), Some(origin.as_str()));
@@ -1471,10 +1520,16 @@ mod tests {
         assert_eq!(failures[0].at, Source::File { line: 6 });
         assert_eq!(
             failures[0].problem,
-            CheckpointProblem::Truncated { size: 8, entries: 5 }
+            CheckpointProblem::Truncated {
+                size: 8,
+                entries: 5
+            }
         );
         let msg = failures[0].to_string();
-        assert!(msg.contains("TRUNCATED") && msg.contains('8') && msg.contains('5'), "{msg}");
+        assert!(
+            msg.contains("TRUNCATED") && msg.contains('8') && msg.contains('5'),
+            "{msg}"
+        );
 
         // Without the file the store's own checkpoints cannot see it: why the
         // file must be kept elsewhere.
@@ -1510,7 +1565,10 @@ mod tests {
         b.put(AUDIT, seq_key(2), two);
         b.put(AUDIT, seq_key(3), three);
         env.write(b).await;
-        assert!(audit::verify(env.store()).unwrap().is_ok(), "the forgery is self-consistent");
+        assert!(
+            audit::verify(env.store()).unwrap().is_ok(),
+            "the forgery is self-consistent"
+        );
 
         let failures = env.failures();
         assert_eq!(failures.len(), 2, "store and file copies: {failures:?}");
@@ -1534,7 +1592,10 @@ mod tests {
         env.write(b).await;
         assert!(matches!(
             env.verify(),
-            Err(AuditBreak::Chain(ChainBreak::Sequence { position: 1, found: 2 }))
+            Err(AuditBreak::Chain(ChainBreak::Sequence {
+                position: 1,
+                found: 2
+            }))
         ));
     }
 
@@ -1586,7 +1647,10 @@ mod tests {
         b.put(META, ORIGIN_KEY.to_vec(), b"keyhold/audit/other".to_vec());
         env.write(b).await;
         let f = env.failures();
-        assert!(matches!(f[0].problem, CheckpointProblem::Origin { .. }), "{f:?}");
+        assert!(
+            matches!(f[0].problem, CheckpointProblem::Origin { .. }),
+            "{f:?}"
+        );
 
         // Removed origin.
         let mut b = Batch::new();
@@ -1594,7 +1658,10 @@ mod tests {
         env.write(b).await;
         let f = env.failures();
         assert!(
-            matches!(&f[0].problem, CheckpointProblem::Origin { expected: None, .. }),
+            matches!(
+                &f[0].problem,
+                CheckpointProblem::Origin { expected: None, .. }
+            ),
             "{f:?}"
         );
     }
@@ -1607,7 +1674,12 @@ mod tests {
         let origin = read_origin(env.store()).unwrap().unwrap();
         let (_, head) = env.store().last(AUDIT).unwrap().unwrap();
         let (_, root) = audit::seq_and_hash(&head).unwrap();
-        let note = Checkpoint { origin, size: 2, root }.sign(&signing_key());
+        let note = Checkpoint {
+            origin,
+            size: 2,
+            root,
+        }
+        .sign(&signing_key());
         let mut b = Batch::new();
         b.put(CHECKPOINTS, seq_key(2), note.into_bytes());
         env.write(b).await;
@@ -1644,7 +1716,10 @@ mod tests {
         let f = env.failures();
         assert_eq!(f.len(), 1, "only the torn fragment fails: {f:?}");
         assert_eq!(f[0].at, Source::File { line: 6 });
-        assert!(matches!(f[0].problem, CheckpointProblem::Note(NoteError::Malformed(_))));
+        assert!(matches!(
+            f[0].problem,
+            CheckpointProblem::Note(NoteError::Malformed(_))
+        ));
     }
 
     #[tokio::test]
@@ -1683,7 +1758,10 @@ mod tests {
         task.await.unwrap();
         assert_eq!(latest(&env), Some(6));
         let report = env.verify().unwrap();
-        assert_eq!((report.in_store, report.in_file, report.latest), (3, 3, Some(6)));
+        assert_eq!(
+            (report.in_store, report.in_file, report.latest),
+            (3, 3, Some(6))
+        );
     }
 
     async fn poll_until(mut cond: impl FnMut() -> bool) {

@@ -309,8 +309,9 @@ impl Keyhold {
         };
         // Missing and not allowed are decided (and audited) the same way.
         let resource = match &doc {
-            Some(d) => Resource::in_category(patient, d.meta.category)
-                .contributed_by(d.meta.source.org()),
+            Some(d) => {
+                Resource::in_category(patient, d.meta.category).contributed_by(d.meta.source.org())
+            }
             None => Resource::whole(patient),
         };
         let access = self
@@ -340,7 +341,13 @@ impl Keyhold {
             .await?;
         let docs = self.visible_documents(p, patient, &access, Action::Export)?;
         self.audit
-            .record(&self.event(p, &access, AuditAction::Export, patient, "documents.zip".into()))
+            .record(&self.event(
+                p,
+                &access,
+                AuditAction::Export,
+                patient,
+                "documents.zip".into(),
+            ))
             .await?;
         Ok(docs)
     }

@@ -5,13 +5,14 @@
 //! Architecture invariant: every service method that returns patient data has
 //! called [`policy::decide`] and waited for its audit entry to be durable.
 
+mod access_log;
 mod accounts;
 pub mod audit;
 mod break_glass;
 mod category;
 pub mod checkpoint;
-pub mod consent;
 pub mod clock;
+pub mod consent;
 pub mod demo;
 mod documents;
 mod email;
@@ -24,29 +25,30 @@ pub mod policy;
 mod record;
 mod records;
 mod rows;
-mod sharing;
-mod access_log;
 mod service;
+mod sharing;
 pub mod trees;
 pub mod upload;
 mod vault;
 
-pub use accounts::{Password, SessionToken, SignedIn, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 pub use access_log::{AccessFilter, AccessLog, AccessLogEntry};
+pub use accounts::{Password, SessionToken, SignedIn, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 pub use break_glass::BreakGlassUse;
 pub use category::Category;
-pub use orgs::{FirstAdministrator, PendingStaff, StaffMember};
-pub use sharing::{
-    Accepted, CaredFor, GrantTerms, GrantView, InvitationView, NewGrantee, ProxyRequest,
-};
 pub use documents::{DocumentMeta, DocumentReader, NewDocument, CHUNK_SIZE};
 pub use email::{Email, EmailError};
 pub use error::{DomainError, FieldError};
-pub use ids::{AccountId, BreakGlassId, DocumentId, EntryId, GrantId, OrgId, PatientId, StaffInviteId};
+pub use ids::{
+    AccountId, BreakGlassId, DocumentId, EntryId, GrantId, OrgId, PatientId, StaffInviteId,
+};
 pub use nhs_number::{NhsNumber, NhsNumberError};
+pub use orgs::{FirstAdministrator, PendingStaff, StaffMember};
 pub use record::{Demographics, EmergencyContact, Entry, EntryKind, Gender, NewEntry, Source};
 pub use records::RecordView;
 pub use service::{open_memory_store, open_store, Keyhold, Settings};
+pub use sharing::{
+    Accepted, CaredFor, GrantTerms, GrantView, InvitationView, NewGrantee, ProxyRequest,
+};
 
 /// Re-exported so the binary can build key rings without naming the crypto crate.
 pub use keyhold_crypto::{random_token, MacKey, MasterKeyring};

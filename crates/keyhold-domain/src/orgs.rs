@@ -86,7 +86,10 @@ impl Keyhold {
         let name = name.trim();
         let mut errors = Vec::new();
         if name.is_empty() {
-            errors.push(crate::FieldError::new("name", "Enter the organisation's name"));
+            errors.push(crate::FieldError::new(
+                "name",
+                "Enter the organisation's name",
+            ));
         } else if name.chars().count() > MAX_ORG_NAME_CHARS {
             errors.push(crate::FieldError::new(
                 "name",
@@ -102,7 +105,8 @@ impl Keyhold {
         let org = OrgId::new_random();
         let now = self.clock.now();
         let mut batch = Batch::new();
-        self.vault.create_key(KeyOwner::Organisation(org), &mut batch)?;
+        self.vault
+            .create_key(KeyOwner::Organisation(org), &mut batch)?;
         batch.require_absent(ORGS, org.as_bytes().to_vec());
         batch.put(
             ORGS,
@@ -186,7 +190,11 @@ impl Keyhold {
             added_at: now,
             removed_at: None,
         })?;
-        batch.put(MEMBERS, pair(org.as_bytes(), account.as_bytes()), row.clone());
+        batch.put(
+            MEMBERS,
+            pair(org.as_bytes(), account.as_bytes()),
+            row.clone(),
+        );
         batch.put(
             MEMBERS_BY_ACCOUNT,
             pair(account.as_bytes(), org.as_bytes()),
@@ -205,9 +213,11 @@ impl Keyhold {
     ) -> Result<String, DomainError> {
         let id = StaffInviteId::new_random();
         let dek = self.vault.key(KeyOwner::Organisation(org))?;
-        let sealed = self
-            .vault
-            .seal(&dek, &Aad::staff_invite(org, &id), email.as_str().as_bytes())?;
+        let sealed = self.vault.seal(
+            &dek,
+            &Aad::staff_invite(org, &id),
+            email.as_str().as_bytes(),
+        )?;
         let expires_at = now + self.settings.invitation_ttl;
         let (token, key) = self.new_invite_token()?;
         batch.put(
@@ -250,12 +260,15 @@ impl Keyhold {
                 out.push((id, serde_json::from_slice::<OrgRowV1>(&v)?.name));
             }
         }
-        out.sort_by(|a, b| a.1.to_lowercase().cmp(&b.1.to_lowercase()));
+        out.sort_by_key(|o| o.1.to_lowercase());
         Ok(out)
     }
 
     /// The account's active memberships, read from the store now.
-    pub(crate) fn memberships_of(&self, account: AccountId) -> Result<Vec<Membership>, DomainError> {
+    pub(crate) fn memberships_of(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<Membership>, DomainError> {
         let mut out = Vec::new();
         for item in self.store.scan(MEMBERS_BY_ACCOUNT, account.as_bytes()) {
             let (k, v) = item?;
@@ -271,8 +284,7 @@ impl Keyhold {
     }
 
     fn require_admin(p: &Principal, org: OrgId) -> Result<(), DomainError> {
-        if p
-            .memberships
+        if p.memberships
             .iter()
             .any(|m| m.org == org && m.role == StaffRole::Administrator)
         {
@@ -307,7 +319,9 @@ impl Keyhold {
                 active: row.active,
             });
         }
-        members.sort_by(|a, b| (!a.active, a.name.to_lowercase()).cmp(&(!b.active, b.name.to_lowercase())));
+        members.sort_by(|a, b| {
+            (!a.active, a.name.to_lowercase()).cmp(&(!b.active, b.name.to_lowercase()))
+        });
         let dek = self.vault.key(KeyOwner::Organisation(org))?;
         let now = self.clock.now();
         let mut pending = Vec::new();
@@ -342,7 +356,8 @@ impl Keyhold {
         role: StaffRole,
     ) -> Result<(), DomainError> {
         Self::require_admin(p, org)?;
-        let email = Email::parse(email).map_err(|e| DomainError::invalid("email", e.to_string()))?;
+        let email =
+            Email::parse(email).map_err(|e| DomainError::invalid("email", e.to_string()))?;
         let name = self.organisation_name(org)?;
         let mut batch = Batch::new();
         let token = self.staff_invite_into(&mut batch, org, &email, role, self.clock.now())?;
@@ -356,7 +371,8 @@ impl Keyhold {
             ),
         )?;
         self.store.submit(batch).await?;
-        self.mail_staff_invitation(&email, &name, role, &token).await
+        self.mail_staff_invitation(&email, &name, role, &token)
+            .await
     }
 
     async fn mail_staff_invitation(
@@ -382,7 +398,11 @@ impl Keyhold {
         .await
     }
 
-    fn member_row(&self, org: OrgId, account: AccountId) -> Result<(Vec<u8>, MemberRowV1), DomainError> {
+    fn member_row(
+        &self,
+        org: OrgId,
+        account: AccountId,
+    ) -> Result<(Vec<u8>, MemberRowV1), DomainError> {
         let raw = self
             .store
             .get(MEMBERS, &pair(org.as_bytes(), account.as_bytes()))?
@@ -468,7 +488,11 @@ impl Keyhold {
         row: &MemberRowV1,
     ) -> Result<(), DomainError> {
         let bytes = serde_json::to_vec(row)?;
-        batch.put(MEMBERS, pair(org.as_bytes(), account.as_bytes()), bytes.clone());
+        batch.put(
+            MEMBERS,
+            pair(org.as_bytes(), account.as_bytes()),
+            bytes.clone(),
+        );
         batch.put(
             MEMBERS_BY_ACCOUNT,
             pair(account.as_bytes(), org.as_bytes()),

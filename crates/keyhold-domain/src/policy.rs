@@ -190,7 +190,11 @@ pub fn decide(
         .iter()
         .filter(|g| g.patient == resource.patient && g.state(now) == GrantState::Active);
     for g in live.clone() {
-        if g.grantee == (Grantee::Account { account: principal.account }) {
+        if g.grantee
+            == (Grantee::Account {
+                account: principal.account,
+            })
+        {
             related = true;
             if grant_allows(g, action, resource.category, true) {
                 return Decision::Allow(Basis::Carer { grant: g.id });

@@ -1,5 +1,6 @@
 //! The policy as a table (every role × action × grant state × category) and as
 //! properties over random consent states.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 
@@ -108,12 +109,7 @@ fn scene(role: Role, patient: PatientId, state: GrantState) -> Scene {
         contribute: true,
         act_on_behalf: true,
     };
-    let member = |role| {
-        vec![Membership {
-            org,
-            role,
-        }]
-    };
+    let member = |role| vec![Membership { org, role }];
     let org_grant = || vec![grant(patient, Grantee::Organisation { org }, state, all)];
     let (own, memberships, grants, break_glass) = match role {
         Role::Owner => (Some(patient), vec![], vec![], vec![]),
@@ -131,7 +127,9 @@ fn scene(role: Role, patient: PatientId, state: GrantState) -> Scene {
             // open, ended, or the professional since removed.
             let t = now();
             let (opened_at, expires_at) = match state {
-                GrantState::Active | GrantState::Revoked => (t - Duration::minutes(5), t + Duration::minutes(55)),
+                GrantState::Active | GrantState::Revoked => {
+                    (t - Duration::minutes(5), t + Duration::minutes(55))
+                }
                 GrantState::Pending => (t + Duration::minutes(5), t + Duration::minutes(65)),
                 GrantState::Expired => (t - Duration::minutes(60), t),
             };
@@ -196,7 +194,8 @@ fn table_every_role_action_state_and_category() {
                         category,
                         contributed_by: None,
                     };
-                    let allowed = decide(&s.principal, action, &resource, &facts, now()).is_allowed();
+                    let allowed =
+                        decide(&s.principal, action, &resource, &facts, now()).is_allowed();
                     let expected = (state == GrantState::Active || role == Role::Owner)
                         && expected_when_active(role, action).contains(&category);
                     assert_eq!(
@@ -243,15 +242,22 @@ fn an_organisation_keeps_reading_only_what_it_contributed() {
         break_glass: &s.break_glass,
     };
     let theirs = Resource::in_category(patient, Category::General).contributed_by(Some(org));
-    let others = Resource::in_category(patient, Category::General)
-        .contributed_by(Some(OrgId::new_random()));
+    let others =
+        Resource::in_category(patient, Category::General).contributed_by(Some(OrgId::new_random()));
     assert_eq!(
         decide(&s.principal, Action::Read, &theirs, &facts, now()),
         Decision::Allow(Basis::Contributor { org })
     );
     assert!(!decide(&s.principal, Action::Contribute, &theirs, &facts, now()).is_allowed());
     assert!(!decide(&s.principal, Action::Read, &others, &facts, now()).is_allowed());
-    assert!(!decide(&s.principal, Action::Read, &Resource::whole(patient), &facts, now()).is_allowed());
+    assert!(!decide(
+        &s.principal,
+        Action::Read,
+        &Resource::whole(patient),
+        &facts,
+        now()
+    )
+    .is_allowed());
 }
 
 #[test]
@@ -266,7 +272,14 @@ fn an_invitation_allows_nothing_until_accepted() {
         break_glass: &[],
     };
     for action in Action::ALL {
-        assert!(!decide(&s.principal, action, &Resource::whole(patient), &facts, now()).is_allowed());
+        assert!(!decide(
+            &s.principal,
+            action,
+            &Resource::whole(patient),
+            &facts,
+            now()
+        )
+        .is_allowed());
     }
 }
 
@@ -278,7 +291,14 @@ fn a_grant_for_another_patient_does_not_leak() {
         grants: &s.grants,
         break_glass: &[],
     };
-    assert!(!decide(&s.principal, Action::Read, &Resource::whole(patient), &facts, now()).is_allowed());
+    assert!(!decide(
+        &s.principal,
+        Action::Read,
+        &Resource::whole(patient),
+        &facts,
+        now()
+    )
+    .is_allowed());
 }
 
 // ---------------------------------------------------------------- properties
@@ -454,7 +474,12 @@ fn read_is_justified(p: &Principal, grants: &[Grant], bgs: &[BreakGlass], r: &Re
     let clinical: Vec<OrgId> = p
         .memberships
         .iter()
-        .filter(|m| matches!(m.role, StaffRole::Doctor | StaffRole::Nurse | StaffRole::SocialWorker))
+        .filter(|m| {
+            matches!(
+                m.role,
+                StaffRole::Doctor | StaffRole::Nurse | StaffRole::SocialWorker
+            )
+        })
         .map(|m| m.org)
         .collect();
     let t = now();
@@ -484,9 +509,8 @@ fn read_is_justified(p: &Principal, grants: &[Grant], bgs: &[BreakGlass], r: &Re
 /// The grant a decision rests on, if it rests on one.
 fn granted_by(d: Decision) -> Option<GrantId> {
     match d {
-        Decision::Allow(Basis::Carer { grant }) | Decision::Allow(Basis::Organisation { grant, .. }) => {
-            Some(grant)
-        }
+        Decision::Allow(Basis::Carer { grant })
+        | Decision::Allow(Basis::Organisation { grant, .. }) => Some(grant),
         _ => None,
     }
 }

@@ -174,10 +174,13 @@ impl Keyhold {
         let (purpose, basis) = match access.basis {
             Basis::Owner => ("own record", AuditBasis::Owner),
             Basis::Carer { grant } => ("shared with them", AuditBasis::Grant { grant }),
-            Basis::Organisation { grant, .. } => {
-                ("shared with their organisation", AuditBasis::Grant { grant })
+            Basis::Organisation { grant, .. } => (
+                "shared with their organisation",
+                AuditBasis::Grant { grant },
+            ),
+            Basis::Contributor { .. } => {
+                ("their organisation's own entry", AuditBasis::Contributor)
             }
-            Basis::Contributor { .. } => ("their organisation's own entry", AuditBasis::Contributor),
             Basis::BreakGlass { id, .. } => ("emergency access", AuditBasis::BreakGlass { id }),
         };
         AuditEvent {
@@ -259,7 +262,10 @@ impl Keyhold {
             .and_then(|b| PatientId::from_bytes(&b)))
     }
 
-    pub(crate) fn load_demographics(&self, patient: PatientId) -> Result<Demographics, DomainError> {
+    pub(crate) fn load_demographics(
+        &self,
+        patient: PatientId,
+    ) -> Result<Demographics, DomainError> {
         let raw = self
             .store
             .get(PATIENTS, patient.as_bytes())?
@@ -305,7 +311,13 @@ impl Keyhold {
             .await?;
         let d = Self::as_seen(self.load_demographics(patient)?, access.basis);
         self.audit
-            .record(&self.event(p, &access, AuditAction::Read, patient, "demographics".into()))
+            .record(&self.event(
+                p,
+                &access,
+                AuditAction::Read,
+                patient,
+                "demographics".into(),
+            ))
             .await?;
         Ok(d)
     }
@@ -482,7 +494,13 @@ impl Keyhold {
         let id = self.entry_into(&mut batch, patient, new, source)?;
         self.audit.add(
             &mut batch,
-            &self.event(p, &access, AuditAction::Create, patient, format!("entry/{id}")),
+            &self.event(
+                p,
+                &access,
+                AuditAction::Create,
+                patient,
+                format!("entry/{id}"),
+            ),
         )?;
         self.store.submit(batch).await?;
         Ok(id)

@@ -191,8 +191,9 @@ impl Keyhold {
 
     /// Gives the service a way to send mail. Call once, before serving.
     pub fn with_mailer(mut self: Arc<Self>, mailer: Mailer) -> Result<Arc<Self>, DomainError> {
-        let me = Arc::get_mut(&mut self)
-            .ok_or_else(|| DomainError::Internal("set the mailer before sharing the service".into()))?;
+        let me = Arc::get_mut(&mut self).ok_or_else(|| {
+            DomainError::Internal("set the mailer before sharing the service".into())
+        })?;
         me.mailer = Some(Arc::new(mailer));
         Ok(self)
     }

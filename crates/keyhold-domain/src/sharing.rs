@@ -133,7 +133,10 @@ impl GrantTerms {
                 "Choose at least one part of your record to share",
             ));
         }
-        let ends = self.last_day.next_day().map(|d| d.with_time(Time::MIDNIGHT).assume_utc());
+        let ends = self
+            .last_day
+            .next_day()
+            .map(|d| d.with_time(Time::MIDNIGHT).assume_utc());
         match ends {
             Some(e) if e <= now => errors.push(FieldError::new(
                 "ends-day",
@@ -178,9 +181,9 @@ impl Keyhold {
                 Some(d) => d,
                 None => dek.insert(self.vault.key(KeyOwner::Patient(patient))?),
             };
-            let plain = self
-                .vault
-                .open(dek, &Aad::grant(patient, &id, row.version), &row.sealed)?;
+            let plain =
+                self.vault
+                    .open(dek, &Aad::grant(patient, &id, row.version), &row.sealed)?;
             out.push(serde_json::from_slice(&plain)?);
         }
         Ok(out)
@@ -229,11 +232,7 @@ impl Keyhold {
         Ok((token, key))
     }
 
-    fn grant_invite_into(
-        &self,
-        batch: &mut Batch,
-        g: &Grant,
-    ) -> Result<String, DomainError> {
+    fn grant_invite_into(&self, batch: &mut Batch, g: &Grant) -> Result<String, DomainError> {
         let (token, key) = self.new_invite_token()?;
         batch.require_absent(INVITES, key.to_vec());
         batch.put(
@@ -269,7 +268,13 @@ impl Keyhold {
         patient: PatientId,
     ) -> Result<Vec<GrantView>, DomainError> {
         let access = self
-            .authorize(p, Action::Share, Resource::whole(patient), AuditAction::Read, "grants")
+            .authorize(
+                p,
+                Action::Share,
+                Resource::whole(patient),
+                AuditAction::Read,
+                "grants",
+            )
             .await?;
         let now = access.now;
         let mut out: Vec<GrantView> = self
@@ -332,7 +337,13 @@ impl Keyhold {
                 .map_err(|_| DomainError::invalid("organisation", "Choose an organisation"))?;
         }
         let access = self
-            .authorize(p, Action::Share, Resource::whole(patient), AuditAction::Grant, "grant")
+            .authorize(
+                p,
+                Action::Share,
+                Resource::whole(patient),
+                AuditAction::Grant,
+                "grant",
+            )
             .await?;
         let grant = Grant {
             id: GrantId::new_random(),
@@ -363,7 +374,13 @@ impl Keyhold {
         };
         self.audit.add(
             &mut batch,
-            &self.event(p, &access, AuditAction::Grant, patient, format!("grant/{}", grant.id)),
+            &self.event(
+                p,
+                &access,
+                AuditAction::Grant,
+                patient,
+                format!("grant/{}", grant.id),
+            ),
         )?;
         self.store.submit(batch).await?;
         if let (Some(token), NewGrantee::Person(email)) = (token, &grantee) {
@@ -412,7 +429,13 @@ impl Keyhold {
         let now = self.clock.now();
         let ends = terms.check(now, matches!(g.grantee, Grantee::Organisation { .. }))?;
         let access = self
-            .authorize(p, Action::Share, Resource::whole(patient), AuditAction::Update, "grant")
+            .authorize(
+                p,
+                Action::Share,
+                Resource::whole(patient),
+                AuditAction::Update,
+                "grant",
+            )
             .await?;
         if matches!(g.state(now), GrantState::Revoked | GrantState::Expired) {
             return Err(DomainError::invalid(
@@ -430,7 +453,13 @@ impl Keyhold {
         self.put_grant(&mut batch, &g)?;
         self.audit.add(
             &mut batch,
-            &self.event(p, &access, AuditAction::Update, patient, format!("grant/{id}")),
+            &self.event(
+                p,
+                &access,
+                AuditAction::Update,
+                patient,
+                format!("grant/{id}"),
+            ),
         )?;
         self.submit_or_conflict(batch).await
     }
@@ -443,7 +472,13 @@ impl Keyhold {
         id: GrantId,
     ) -> Result<(), DomainError> {
         let access = self
-            .authorize(p, Action::Share, Resource::whole(patient), AuditAction::Revoke, "grant")
+            .authorize(
+                p,
+                Action::Share,
+                Resource::whole(patient),
+                AuditAction::Revoke,
+                "grant",
+            )
             .await?;
         let (raw, mut g) = self.grant_row(patient, id)?;
         if g.revoked_at.is_some() {
@@ -456,7 +491,13 @@ impl Keyhold {
         self.put_grant(&mut batch, &g)?;
         self.audit.add(
             &mut batch,
-            &self.event(p, &access, AuditAction::Revoke, patient, format!("grant/{id}")),
+            &self.event(
+                p,
+                &access,
+                AuditAction::Revoke,
+                patient,
+                format!("grant/{id}"),
+            ),
         )?;
         self.submit_or_conflict(batch).await
     }
@@ -534,7 +575,10 @@ impl Keyhold {
         };
         let raw = self
             .store
-            .get(crate::trees::STAFF_INVITES, &pair(org.as_bytes(), invite.as_bytes()))?
+            .get(
+                crate::trees::STAFF_INVITES,
+                &pair(org.as_bytes(), invite.as_bytes()),
+            )?
             .ok_or(DomainError::NotFound)?;
         Ok(serde_json::from_slice::<crate::rows::StaffInviteRowV1>(&raw)?.role)
     }

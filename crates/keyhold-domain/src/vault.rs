@@ -12,7 +12,9 @@ use zeroize::Zeroizing;
 
 use crate::ids::KeyOwner;
 use crate::trees::DEKS;
-use crate::{AccountId, BreakGlassId, DocumentId, DomainError, GrantId, OrgId, PatientId, StaffInviteId};
+use crate::{
+    AccountId, BreakGlassId, DocumentId, DomainError, GrantId, OrgId, PatientId, StaffInviteId,
+};
 
 /// What a sealed value is bound to. A ciphertext opens only with the same
 /// owner, kind, record id, version and part: moved anywhere else, it fails.

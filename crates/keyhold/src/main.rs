@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use keyhold_domain::clock::SystemClock;
-use keyhold_domain::keystore::{add_master_key, init_keys, load_keys};
 use keyhold_domain::checkpoint::{
     run_checkpointer, verify_checkpoints, AuditBreak, CheckpointConfig, CheckpointFailure, Source,
 };
-use keyhold_domain::{Keyhold, Settings};
+use keyhold_domain::clock::SystemClock;
+use keyhold_domain::keystore::{add_master_key, init_keys, load_keys};
+use keyhold_domain::{DomainError, FirstAdministrator, Keyhold, Settings};
 use keyhold_web::{AppState, Application, WebConfig};
 
 #[derive(Parser)]
@@ -81,6 +81,29 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Organisations (GP practices, hospitals, care teams).
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organisation and its first administrator: an existing
+    /// account joins at once; a new address is sent a single-use invitation.
+    Add {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        keys: PathBuf,
+        /// The organisation's name, as patients will see it.
+        #[arg(long)]
+        name: String,
+        /// The first administrator's email address.
+        #[arg(long)]
+        admin_email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,26 +135,42 @@ enum AuditCommand {
 
 /// Settings from the environment. `KEYHOLD_DANGER_FAST_HASH=1` (tests only)
 /// selects the cheapest argon2 parameters; `KEYHOLD_SECURE_COOKIES=1` is for
-/// deployments behind TLS.
-fn settings() -> Settings {
+/// deployments behind TLS; `KEYHOLD_PUBLIC_URL` is the address in mailed links;
+/// `KEYHOLD_BREAK_GLASS_MINUTES` how long emergency access lasts (default 60).
+fn settings() -> Result<Settings> {
     let mut s = Settings::default();
+    if let Ok(url) = std::env::var("KEYHOLD_PUBLIC_URL") {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            bail!("KEYHOLD_PUBLIC_URL must start with https:// (or http:// for local use)");
+        }
+        s.public_url = url;
+    }
+    if let Ok(m) = std::env::var("KEYHOLD_BREAK_GLASS_MINUTES") {
+        let m: i64 = m
+            .parse()
+            .ok()
+            .filter(|m| (1..=24 * 60).contains(m))
+            .context(
+                "KEYHOLD_BREAK_GLASS_MINUTES must be a whole number of minutes from 1 to 1440",
+            )?;
+        s.break_glass_duration = time::Duration::minutes(m);
+    }
     if std::env::var("KEYHOLD_DANGER_FAST_HASH").as_deref() == Ok("1") {
         eprintln!(
             "WARNING: KEYHOLD_DANGER_FAST_HASH=1: passwords are hashed with test-only parameters"
         );
         s.danger_fast_hashing = true;
     }
-    s
+    Ok(s)
 }
 
+/// Opens the service with mail from the environment (`KEYHOLD_SMTP_URL`, else
+/// the outbox folder `DATA/outbox`; see OPERATIONS).
 fn open(data: &Path, keys: &Path) -> Result<Arc<Keyhold>> {
     let loaded = load_keys(keys)?;
-    Ok(Keyhold::open(
-        data,
-        loaded,
-        settings(),
-        Arc::new(SystemClock),
-    )?)
+    let mailer = keyhold_mail::Mailer::from_env(data)?;
+    tracing::info!(mail = %mailer.describe(), "mail");
+    Ok(Keyhold::open(data, loaded, settings()?, Arc::new(SystemClock))?.with_mailer(mailer)?)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -247,6 +286,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     checkpoints,
                 },
         } => return audit_verify(&data, &keys, checkpoints.as_deref()),
+        Command::Org {
+            command:
+                OrgCommand::Add {
+                    data,
+                    keys,
+                    name,
+                    admin_email,
+                },
+        } => {
+            existing_store(&data)?;
+            let core = open(&data, &keys)?;
+            match runtime()?.block_on(core.create_organisation(&name, &admin_email)) {
+                Ok((org, first)) => {
+                    println!("created organisation {org}");
+                    match first {
+                        FirstAdministrator::Existing(_) => {
+                            println!("{admin_email} already had an account and is its administrator")
+                        }
+                        FirstAdministrator::Invited { .. } => println!(
+                            "invited {admin_email} to be its administrator: the link was mailed (single use, expires in 7 days)"
+                        ),
+                    }
+                }
+                Err(DomainError::Invalid(errors)) => {
+                    for e in errors {
+                        eprintln!("{}: {}", e.field, e.message);
+                    }
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -91,17 +91,29 @@ impl Env {
 
     /// Signs up someone by name; the token stands for their browser.
     pub async fn person(&self, name: &str, email: &str) -> SessionToken {
-        self.core.sign_up(name, email, PASSWORD).await.unwrap().token
+        self.core
+            .sign_up(name, email, PASSWORD)
+            .await
+            .unwrap()
+            .token
     }
 
     /// The principal as their next request sees it (memberships re-read).
     pub async fn now(&self, token: &SessionToken) -> Principal {
-        self.core.session(token).await.unwrap().expect("a live session")
+        self.core
+            .session(token)
+            .await
+            .unwrap()
+            .expect("a live session")
     }
 
     /// Signs up a new patient; returns who they are and their record.
     pub async fn patient(&self, email: &str) -> (Principal, PatientId, SessionToken) {
-        let s = self.core.sign_up("Test Person", email, PASSWORD).await.unwrap();
+        let s = self
+            .core
+            .sign_up("Test Person", email, PASSWORD)
+            .await
+            .unwrap();
         let patient = s
             .principal
             .own_patient

@@ -54,9 +54,7 @@ pub fn safe_next(next: &str) -> Option<&str> {
         && !next.starts_with("//")
         && !next.starts_with("/\\")
         && next.len() <= 512
-        && next
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'\\');
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
     ok.then_some(next)
 }
 
@@ -94,7 +92,14 @@ pub async fn signup_page(
     Query(q): Query<NextQuery>,
     viewer: Viewer,
 ) -> Result<Response, WebError> {
-    form_page(&state, &viewer, "signup.html", "Create an account", ("", "", &q.next), &[])
+    form_page(
+        &state,
+        &viewer,
+        "signup.html",
+        "Create an account",
+        ("", "", &q.next),
+        &[],
+    )
 }
 
 pub async fn signin_page(
@@ -102,7 +107,14 @@ pub async fn signin_page(
     Query(q): Query<NextQuery>,
     viewer: Viewer,
 ) -> Result<Response, WebError> {
-    form_page(&state, &viewer, "signin.html", "Sign in", ("", "", &q.next), &[])
+    form_page(
+        &state,
+        &viewer,
+        "signin.html",
+        "Sign in",
+        ("", "", &q.next),
+        &[],
+    )
 }
 
 /// Starts the new session: a fresh cookie (the old session, if any, ends), then
@@ -141,7 +153,11 @@ pub async fn signup(
     s: Submitted<Credentials>,
 ) -> Result<Response, WebError> {
     let Submitted { viewer, form } = s;
-    match state.core.sign_up(&form.name, &form.email, &form.password).await {
+    match state
+        .core
+        .sign_up(&form.name, &form.email, &form.password)
+        .await
+    {
         Ok(signed) => Ok(signed_in(&state, &viewer, signed, &form.next).await),
         Err(DomainError::Invalid(errors)) => form_page(
             &state,

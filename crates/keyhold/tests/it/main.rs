@@ -6,9 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod audit_tamper;
+mod checkpoints;
 mod common;
 mod demo_command;
 mod key_permissions;
+mod org_command;
 mod plaintext;
 mod rotation;
 mod schema;
