@@ -410,10 +410,16 @@ fn audit_verify(data: &Path, keys: &Path, checkpoints: Option<&Path>) -> Result<
             println!(
                 "{verified} signed checkpoints verified ({} in the store{file}); latest covers {latest} entries, {} added since",
                 report.in_store,
-                report.entries - latest
+                report.entries.saturating_sub(latest)
             );
         }
         None => println!("no signed checkpoints yet: `keyhold serve` writes them"),
+    }
+    if let (Some(c), 0) = (checkpoints, report.in_file) {
+        eprintln!(
+            "note: {} holds no checkpoints: is it the file `serve --checkpoints` writes?",
+            c.display()
+        );
     }
     if checkpoints.is_none() {
         eprintln!(

@@ -1,10 +1,10 @@
 //! DESIGN.md, "Audit": `keyhold audit verify` finds any changed, removed or
 //! reordered entry (and exits non-zero).
 //!
-//! Not tested here, because the hash chain alone cannot detect them until
-//! signed checkpoints exist (see `audit::verify`): truncating the tail, and
-//! rewriting a suffix of the chain with freshly computed hashes (or appending a
-//! correctly hashed forged entry). Those belong with the checkpoint work.
+//! Not tested here, because the hash chain alone cannot detect them: truncating
+//! the tail, and rewriting a suffix of the chain with freshly computed hashes.
+//! Signed checkpoints catch those; see `checkpoints.rs`. Neither catches a
+//! correctly chained forged entry appended after the latest checkpoint.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

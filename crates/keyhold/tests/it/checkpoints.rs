@@ -308,6 +308,20 @@ fn audit_verify_with_checkpoints_detects_every_tampering() {
         &["no signature by this store's audit signing key"],
     );
 
+    // (i) Another store's checkpoints file (same keys, another origin).
+    let data2 = tmp.path().join("data2");
+    let file2 = tmp.path().join("other-store-checkpoints.txt");
+    seed_demo(&data2, &keys, 1, &tmp.path().join("identities2.json"));
+    {
+        let core = open_core(&data2, &keys);
+        runtime().block_on(core.checkpoint_now(&file2)).unwrap();
+    }
+    assert_broken(
+        &verify(&data, &keys, Some(&file2)),
+        "another store's checkpoints",
+        &["is for the audit log keyhold/audit/", "but this store's is"],
+    );
+
     // A missing file is an error, not a pass.
     let r = verify(&data, &keys, Some(&tmp.path().join("missing.txt")));
     assert!(
@@ -392,6 +406,30 @@ fn hidden_input(html: &str, name: &str) -> String {
     html[start..start + len].to_string()
 }
 
+/// A client signed in as the demo patient (the sign-in is audited).
+async fn signed_in_client(base: &str) -> reqwest::Client {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let page = client.get(format!("{base}/signin")).send().await.unwrap();
+    let csrf = hidden_input(&page.text().await.unwrap(), "csrf_token");
+    let r = client
+        .post(format!("{base}/signin"))
+        .form(&[
+            ("email", "patient@demo.keyhold.test"),
+            ("password", keyhold_domain::demo::DEMO_PASSWORD),
+            ("csrf_token", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER, "demo sign-in");
+    client
+}
+
 #[test]
 fn the_server_signs_checkpoints_by_itself() {
     let tmp = tempfile::tempdir().unwrap();
@@ -432,26 +470,9 @@ fn the_server_signs_checkpoints_by_itself() {
 
     // Seven audited requests: a sign-in and six record reads.
     let base = format!("http://{}", server.addr);
-    runtime().block_on(async {
-        let client = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        let page = client.get(format!("{base}/signin")).send().await.unwrap();
-        let csrf = hidden_input(&page.text().await.unwrap(), "csrf_token");
-        let r = client
-            .post(format!("{base}/signin"))
-            .form(&[
-                ("email", "patient@demo.keyhold.test"),
-                ("password", keyhold_domain::demo::DEMO_PASSWORD),
-                ("csrf_token", csrf.as_str()),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER, "demo sign-in");
+    let rt = runtime();
+    let client = rt.block_on(signed_in_client(&base));
+    rt.block_on(async {
         for _ in 0..6 {
             let r = client.get(format!("{base}/record")).send().await.unwrap();
             assert_eq!(r.status(), reqwest::StatusCode::OK, "GET /record");
@@ -463,6 +484,22 @@ fn the_server_signs_checkpoints_by_itself() {
             .last()
             .is_some_and(|s| *s >= first + 5)
     });
+
+    // One more audited read: below the count (at most 3 uncovered, even if
+    // the count checkpoint came after the fifth of the seven), and the
+    // interval is an hour.
+    let before_stop = *file_sizes(&file, &keys).last().unwrap();
+    rt.block_on(async {
+        let r = client.get(format!("{base}/record")).send().await.unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "GET /record");
+    });
+    drop(client);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        file_sizes(&file, &keys).last(),
+        Some(&before_stop),
+        "no checkpoint is due yet"
+    );
 
     // A graceful stop signs whatever is left.
     let status = std::process::Command::new("kill")
@@ -487,6 +524,7 @@ fn the_server_signs_checkpoints_by_itself() {
         "checkpoint sizes should only grow: {sizes:?}"
     );
     let total = entries(&data).len() as u64;
+    assert!(total > before_stop);
     assert_eq!(
         sizes.last(),
         Some(&total),
