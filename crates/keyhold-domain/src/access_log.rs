@@ -95,7 +95,12 @@ impl Keyhold {
             .await?;
         let mut names: HashMap<AccountId, String> = HashMap::new();
         let mut orgs: HashMap<String, Option<String>> = HashMap::new();
-        let mut purposes = HashMap::new();
+        // Purposes of every grant, read once: the log joins them by id.
+        let purposes: HashMap<_, _> = self
+            .grants_of(patient)?
+            .into_iter()
+            .map(|g| (g.id, g.purpose))
+            .collect();
         let mut entries = Vec::new();
         for item in self.store.scan(AUDIT_BY_PATIENT, patient.as_bytes()) {
             let (k, _) = item?;
@@ -141,21 +146,10 @@ impl Keyhold {
                     ),
                     true,
                 ),
-                Some(AuditBasis::Grant { grant }) => {
-                    let purpose = purposes
-                        .entry(grant)
-                        .or_insert_with(|| {
-                            self.grants_of(patient)
-                                .ok()
-                                .and_then(|gs| gs.into_iter().find(|g| g.id == grant))
-                                .map(|g| g.purpose)
-                        })
-                        .clone();
-                    match purpose {
-                        Some(p) if !p.is_empty() => (format!("Shared: {p}"), false),
-                        _ => (capitalise(&ev.purpose), false),
-                    }
-                }
+                Some(AuditBasis::Grant { grant }) => match purposes.get(&grant) {
+                    Some(p) if !p.is_empty() => (format!("Shared: {p}"), false),
+                    _ => (capitalise(&ev.purpose), false),
+                },
                 _ => (
                     capitalise(&ev.purpose),
                     ev.action == AuditAction::BreakGlass,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::audit::{AuditAction, AuditActor, AuditBasis, AuditEvent, AuditRole, Outcome};
-use crate::consent::{BreakGlass, StaffRole};
+use crate::consent::BreakGlass;
 use crate::ids::KeyOwner;
 use crate::policy::Principal;
 use crate::rows::BreakGlassRowV1;
@@ -182,13 +182,7 @@ impl Keyhold {
         p: &Principal,
         org: OrgId,
     ) -> Result<Vec<BreakGlassUse>, DomainError> {
-        if !p
-            .memberships
-            .iter()
-            .any(|m| m.org == org && m.role == StaffRole::Administrator)
-        {
-            return Err(DomainError::NotFound);
-        }
+        Self::require_admin(p, org)?;
         let now = self.clock.now();
         let mut out = Vec::new();
         let mut batch = Batch::new();
@@ -219,12 +213,7 @@ impl Keyhold {
                 &mut batch,
                 &AuditEvent {
                     at: now,
-                    actor: AuditActor {
-                        account: Some(p.account),
-                        role: AuditRole::OrgAdmin,
-                        organisation: Some(org.to_string()),
-                        acting_for: None,
-                    },
+                    actor: Self::admin_actor(p, org),
                     action: AuditAction::Read,
                     patient: Some(patient),
                     resource: format!("break-glass/{id}"),

@@ -67,7 +67,7 @@ impl Keyhold {
         }
     }
 
-    fn admin_actor(p: &Principal, org: OrgId) -> AuditActor {
+    pub(crate) fn admin_actor(p: &Principal, org: OrgId) -> AuditActor {
         AuditActor {
             account: Some(p.account),
             role: AuditRole::OrgAdmin,
@@ -283,7 +283,8 @@ impl Keyhold {
         Ok(out)
     }
 
-    fn require_admin(p: &Principal, org: OrgId) -> Result<(), DomainError> {
+    /// Administrators of `org` only; anyone else gets "not found".
+    pub(crate) fn require_admin(p: &Principal, org: OrgId) -> Result<(), DomainError> {
         if p.memberships
             .iter()
             .any(|m| m.org == org && m.role == StaffRole::Administrator)

@@ -536,7 +536,7 @@ impl Keyhold {
                 if g.state(self.clock.now()) != GrantState::Pending {
                     return Err(DomainError::NotFound);
                 }
-                let d = self.load_demographics_for_invitation(patient)?;
+                let d = self.patient_name(patient)?;
                 self.audit
                     .record(&AuditEvent {
                         at: self.clock.now(),
@@ -583,8 +583,8 @@ impl Keyhold {
         Ok(serde_json::from_slice::<crate::rows::StaffInviteRowV1>(&raw)?.role)
     }
 
-    /// The person's name, for an invitation (never more than the name).
-    fn load_demographics_for_invitation(&self, patient: PatientId) -> Result<String, DomainError> {
+    /// The person's name only (invitations, the carer's list).
+    fn patient_name(&self, patient: PatientId) -> Result<String, DomainError> {
         let d = self.load_demographics(patient)?;
         Ok(match d.full_name() {
             n if n.is_empty() => "a Keyhold user".into(),
@@ -699,7 +699,7 @@ impl Keyhold {
             {
                 continue;
             }
-            let name = self.load_demographics_for_invitation(patient)?;
+            let name = self.patient_name(patient)?;
             self.audit.add(
                 &mut batch,
                 &AuditEvent {
@@ -738,13 +738,7 @@ impl Keyhold {
         org: OrgId,
         req: ProxyRequest,
     ) -> Result<GrantId, DomainError> {
-        if !p
-            .memberships
-            .iter()
-            .any(|m| m.org == org && m.role == StaffRole::Administrator)
-        {
-            return Err(DomainError::NotFound);
-        }
+        Self::require_admin(p, org)?;
         let now = self.clock.now();
         let ends = req.terms.check(now, false)?;
         let patient = self
@@ -781,12 +775,7 @@ impl Keyhold {
             &mut batch,
             &AuditEvent {
                 at: now,
-                actor: AuditActor {
-                    account: Some(p.account),
-                    role: AuditRole::OrgAdmin,
-                    organisation: Some(org.to_string()),
-                    acting_for: None,
-                },
+                actor: Self::admin_actor(p, org),
                 action: AuditAction::Grant,
                 patient: Some(patient),
                 resource: format!("grant/{}", grant.id),
