@@ -69,18 +69,30 @@ impl Engine for SledEngine {
     }
 }
 
-/// How long to wait for another process (or a just-closed handle in this one:
-/// sled releases its folder lock from a background thread) to let go.
-const LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How long to wait for another process (or a just-closed handle in this one)
+/// to let go of the folder lock. sled releases it only when its background
+/// threads drop their last handle, which on a loaded machine can take seconds
+/// after the owner is gone; a second process that really holds the store is
+/// reported once this wait is over.
+const LOCK_WAIT: Duration = Duration::from_secs(20);
 
 fn open_db(dir: &Path) -> Result<sled::Db, StorageError> {
     let started = Instant::now();
+    let mut told = false;
     loop {
         match sled::Config::new().path(dir).open() {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e))
                 if e.kind() == std::io::ErrorKind::WouldBlock && started.elapsed() < LOCK_WAIT =>
             {
+                if !told && started.elapsed() > Duration::from_secs(1) {
+                    tracing::info!(
+                        store = %dir.display(),
+                        "the store is locked; waiting up to {} s for it (is another keyhold process using it?)",
+                        LOCK_WAIT.as_secs()
+                    );
+                    told = true;
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
             Err(e) => {
