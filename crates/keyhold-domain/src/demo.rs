@@ -8,15 +8,16 @@ use keyhold_storage::Batch;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use time::{Date, Duration, Month};
+use time::{Date, Duration, Month, Time};
 
 use crate::audit::{AuditAction, AuditActor, AuditEvent, Outcome};
+use crate::consent::{Grant, Grantee, Permissions, StaffRole};
 use crate::documents::NewDocument;
 use crate::record::{EmergencyContact, Gender};
 use crate::upload::FileType;
 use crate::{
-    Category, Demographics, DomainError, Email, EntryKind, Keyhold, NewEntry, NhsNumber, PatientId,
-    Source,
+    AccountId, Category, Demographics, DomainError, Email, EntryKind, FirstAdministrator, GrantId,
+    Keyhold, NewEntry, NhsNumber, OrgId, PatientId, Source,
 };
 
 const GIVEN: &[&str] = &[
@@ -136,6 +137,28 @@ pub struct DemoAccount {
 
 /// The password of every demo account. Demo data only; printed at start.
 pub const DEMO_PASSWORD: &str = "keyhold-demo-2026";
+
+/// The demo patient: a full record, shared with the GP practice and a carer.
+pub const DEMO_PATIENT: &str = "patient@demo.keyhold.test";
+/// A patient whose record is marked sensitive.
+pub const DEMO_SENSITIVE: &str = "sensitive@demo.keyhold.test";
+/// The administrator of the GP practice.
+pub const DEMO_GP_ADMIN: &str = "gp-admin@demo.keyhold.test";
+/// A doctor at the GP practice, which the demo patient shares with.
+pub const DEMO_GP: &str = "gp@demo.keyhold.test";
+/// A doctor at the hospital, which holds no grant.
+pub const DEMO_DOCTOR: &str = "doctor@demo.keyhold.test";
+/// A carer with no record of their own, whom the demo patient shares with.
+pub const DEMO_CARER: &str = "carer@demo.keyhold.test";
+/// Every demo sign-in, in the order `seed_demo` returns them.
+pub const DEMO_EMAILS: [&str; 6] = [
+    DEMO_PATIENT,
+    DEMO_SENSITIVE,
+    DEMO_GP_ADMIN,
+    DEMO_GP,
+    DEMO_DOCTOR,
+    DEMO_CARER,
+];
 
 /// Makes people: unique NHS numbers, plausible everything else.
 pub struct Generator<R: Rng> {
@@ -516,11 +539,29 @@ impl Keyhold {
         demographics: Demographics,
         identity: &mut DemoIdentity,
     ) -> Result<PatientId, DomainError> {
+        self.seed_patient_of(gen, demographics, identity, None)
+            .await
+    }
+
+    /// As `seed_patient`; with `gp` set, the GP practice's entries name that
+    /// Keyhold organisation as their contributor.
+    async fn seed_patient_of<R: Rng>(
+        &self,
+        gen: &mut Generator<R>,
+        demographics: Demographics,
+        identity: &mut DemoIdentity,
+        gp: Option<OrgId>,
+    ) -> Result<PatientId, DomainError> {
         let today = self.clock.now().date();
         let mut batch = Batch::new();
         let patient = self.new_patient(&mut batch, &demographics)?;
         identity.patient_id = patient;
-        for (entry, source) in gen.entries(today, &identity.note_phrase) {
+        for (entry, mut source) in gen.entries(today, &identity.note_phrase) {
+            if let (Some(gp), Source::Organisation { name, org }) = (gp, &mut source) {
+                if name == GP {
+                    *org = Some(gp);
+                }
+            }
             self.entry_into(&mut batch, patient, entry, source)?;
         }
         let letter = simple_pdf(&[
@@ -573,19 +614,62 @@ impl Keyhold {
         Ok(out)
     }
 
-    /// The `serve --demo` data set: a handful of patients, two of them with
-    /// accounts a newcomer can sign in with.
+    /// The `serve --demo` data set: two organisations with their people, a
+    /// handful of patients, and the demo patient's sharing, so a newcomer can
+    /// sign in on every side of consent. Runs on an empty store only.
     pub async fn seed_demo(&self) -> Result<Vec<DemoAccount>, DomainError> {
+        let listed = |email: &str, who: &str| DemoAccount {
+            email: email.into(),
+            password: DEMO_PASSWORD.into(),
+            who: who.into(),
+        };
+        let mut people = Vec::new();
+        let gp_admin = self
+            .create_account_for("Priya Shah", DEMO_GP_ADMIN, DEMO_PASSWORD, None)
+            .await?;
+        people.push(listed(
+            DEMO_GP_ADMIN,
+            "an administrator at Riverside Medical Practice: staff, proxies, emergency-access report",
+        ));
+        let gp = self
+            .create_account_for("Dr Imran Haque", DEMO_GP, DEMO_PASSWORD, None)
+            .await?;
+        people.push(listed(
+            DEMO_GP,
+            "a GP at Riverside Medical Practice, which the demo patient shares with",
+        ));
+        let doctor = self
+            .create_account_for("Dr Tom Okafor", DEMO_DOCTOR, DEMO_PASSWORD, None)
+            .await?;
+        people.push(listed(
+            DEMO_DOCTOR,
+            "a hospital doctor with no sharing: try emergency access",
+        ));
+        let carer = self
+            .create_account_for("Sam Reid", DEMO_CARER, DEMO_PASSWORD, None)
+            .await?;
+        people.push(listed(
+            DEMO_CARER,
+            "a carer the demo patient shares General and Social care with",
+        ));
+
+        let riverside = self.seed_organisation(GP, DEMO_GP_ADMIN, gp_admin).await?;
+        self.add_member(riverside, gp, StaffRole::Doctor).await?;
+        // The operator names a first administrator; the hospital's only demo
+        // person is its doctor, so the doctor's role replaces that one.
+        let hospital = self
+            .seed_organisation(HOSPITAL, DEMO_DOCTOR, doctor)
+            .await?;
+        self.add_member(hospital, doctor, StaffRole::Doctor).await?;
+
         let mut gen = Generator::new(rand::rngs::StdRng::from_entropy());
         let mut accounts = Vec::new();
+        let mut demo_patient = None;
         for i in 0..8 {
             let (mut d, mut identity) = gen.person()?;
             let login = match i {
-                0 => Some(("patient@demo.keyhold.test", "a patient with a full record")),
-                1 => Some((
-                    "sensitive@demo.keyhold.test",
-                    "a patient whose record is marked sensitive",
-                )),
+                0 => Some((DEMO_PATIENT, "a patient with a full record")),
+                1 => Some((DEMO_SENSITIVE, "a patient whose record is marked sensitive")),
                 _ => None,
             };
             if i == 1 {
@@ -598,10 +682,17 @@ impl Keyhold {
                 d.email = Email::parse(email).ok();
             }
             let name = d.full_name();
-            let patient = self.seed_patient(&mut gen, d, &mut identity).await?;
+            let gp_org = (i == 0).then_some(riverside);
+            let patient = self
+                .seed_patient_of(&mut gen, d, &mut identity, gp_org)
+                .await?;
             if let Some((email, who)) = login {
-                self.create_account_for(&name, email, DEMO_PASSWORD, Some(patient))
+                let account = self
+                    .create_account_for(&name, email, DEMO_PASSWORD, Some(patient))
                     .await?;
+                if i == 0 {
+                    demo_patient = Some((patient, account));
+                }
                 accounts.push(DemoAccount {
                     email: email.into(),
                     password: DEMO_PASSWORD.into(),
@@ -609,7 +700,68 @@ impl Keyhold {
                 });
             }
         }
+        let (patient, patient_account) = demo_patient
+            .ok_or_else(|| DomainError::Internal("the demo patient was not seeded".into()))?;
+
+        let now = self.clock.now();
+        let ends = (now.date() + Duration::days(366))
+            .with_time(Time::MIDNIGHT)
+            .assume_utc();
+        let grant = |grantee, permissions, categories: &[Category], purpose: &str| Grant {
+            id: GrantId::new_random(),
+            patient,
+            grantee,
+            permissions,
+            categories: categories.iter().copied().collect(),
+            starts: now,
+            ends,
+            purpose: purpose.into(),
+            created_by: patient_account,
+            created_at: now,
+            proxy: None,
+            revoked_at: None,
+            version: 1,
+        };
+        self.seed_grant(grant(
+            Grantee::Organisation { org: riverside },
+            Permissions {
+                read: true,
+                contribute: true,
+                act_on_behalf: false,
+            },
+            &[Category::General, Category::MentalHealth],
+            "My GP practice",
+        ))
+        .await?;
+        self.seed_grant(grant(
+            Grantee::Account { account: carer },
+            Permissions {
+                read: true,
+                contribute: false,
+                act_on_behalf: false,
+            },
+            &[Category::General, Category::SocialCare],
+            "Helps me with appointments and medicines",
+        ))
+        .await?;
+
+        accounts.extend(people);
         Ok(accounts)
+    }
+
+    /// Creates an organisation whose first administrator already has an account.
+    async fn seed_organisation(
+        &self,
+        name: &str,
+        admin_email: &str,
+        admin: AccountId,
+    ) -> Result<OrgId, DomainError> {
+        match self.create_organisation(name, admin_email).await? {
+            (org, FirstAdministrator::Existing(a)) if a == admin => Ok(org),
+            _ => Err(DomainError::Internal(format!(
+                "demo: {admin_email} did not become the first administrator of {name}"
+            ))),
+        }
     }
 
     /// True when no patient has been stored yet.

@@ -225,6 +225,30 @@ impl Keyhold {
         Ok(())
     }
 
+    /// Demo seeding only: stores a grant as given (an account grant is active
+    /// at once, with no invitation to accept), audited as the operator's, in
+    /// one write. Request paths go through `share`, which checks the policy.
+    pub(crate) async fn seed_grant(&self, grant: Grant) -> Result<(), DomainError> {
+        let mut batch = Batch::new();
+        batch.require_absent(GRANTS, grant_key(grant.patient, grant.id));
+        self.put_grant(&mut batch, &grant)?;
+        self.audit.add(
+            &mut batch,
+            &AuditEvent {
+                at: self.clock.now(),
+                actor: AuditActor::operator(),
+                action: AuditAction::Grant,
+                patient: Some(grant.patient),
+                resource: format!("grant/{}", grant.id),
+                purpose: "seed synthetic demo data".into(),
+                outcome: Outcome::Success,
+                basis: None,
+            },
+        )?;
+        self.store.submit(batch).await?;
+        Ok(())
+    }
+
     /// A fresh invitation token and the key it is stored under (its hash).
     pub(crate) fn new_invite_token(&self) -> Result<(String, [u8; 32]), DomainError> {
         let token = random_token()?;

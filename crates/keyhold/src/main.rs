@@ -472,10 +472,18 @@ fn serve(
                         println!("  {}  password: {}  ({})", a.email, a.password, a.who);
                     }
                 }
-                None => println!(
-                    "demo: the data folder already holds data; sign in with patient@demo.keyhold.test / {}",
-                    keyhold_domain::demo::DEMO_PASSWORD
-                ),
+                None => {
+                    use keyhold_domain::demo::{DEMO_EMAILS, DEMO_PASSWORD, DEMO_PATIENT};
+                    println!(
+                        "demo: the data folder already holds data; sign in with {DEMO_PATIENT} / {DEMO_PASSWORD}"
+                    );
+                    let others: Vec<&str> =
+                        DEMO_EMAILS.into_iter().filter(|e| *e != DEMO_PATIENT).collect();
+                    println!(
+                        "demo: if --demo seeded it, these demo sign-ins exist too (same password): {}",
+                        others.join(", ")
+                    );
+                }
             }
         }
         use std::io::Write;

@@ -7,6 +7,7 @@ mod audit;
 mod binding;
 mod concurrency;
 mod consent;
+mod demo;
 mod hashing;
 mod helpers;
 mod keys;

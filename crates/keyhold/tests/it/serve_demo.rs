@@ -11,6 +11,17 @@ use crate::common::{assert_healthy, runtime, serve};
 const EMAIL: &str = "patient@demo.keyhold.test";
 const PASSWORD: &str = "keyhold-demo-2026";
 
+/// Every demo sign-in `serve --demo` prints, in order, with a word from its
+/// description: the patients first, then the consent demo's people.
+const SIGNINS: [(&str, &str); 6] = [
+    (EMAIL, "full record"),
+    ("sensitive@demo.keyhold.test", "sensitive"),
+    ("gp-admin@demo.keyhold.test", "administrator"),
+    ("gp@demo.keyhold.test", "GP"),
+    ("doctor@demo.keyhold.test", "emergency access"),
+    ("carer@demo.keyhold.test", "carer"),
+];
+
 /// The value of `<input … name="NAME" value="…">` in `html`.
 fn hidden_input(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
@@ -50,6 +61,22 @@ fn serve_demo_on_an_empty_folder_creates_keys_and_prints_signins() {
     assert!(
         line.contains(PASSWORD),
         "the demo sign-in line should give the password: {line:?}"
+    );
+    // One line per account, in the order given, each with the password.
+    let mut at = Vec::new();
+    for (email, what) in SIGNINS {
+        let prefix = format!("  {email}  password: {PASSWORD}  (");
+        let line = server.wait_for_line(email, |l| l.starts_with(&prefix));
+        assert!(
+            line.ends_with(')') && line.contains(what),
+            "the sign-in line of {email} should say who it is ({what}): {line:?}"
+        );
+        at.push(server.seen.iter().position(|l| *l == line).unwrap());
+    }
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "the demo sign-ins should be printed patients first, in order: {:?}",
+        server.seen
     );
     for f in ["master-1.key", "index.key", "audit-signing.key"] {
         let meta = std::fs::metadata(keys.join(f))
@@ -103,10 +130,25 @@ fn serve_demo_on_an_empty_folder_creates_keys_and_prints_signins() {
             .headers()
             .get(LOCATION)
             .map(|v| v.to_str().unwrap_or("").to_string());
+        // Straight to the record, or to the start page, which sends a
+        // patient on to their record.
+        let location = match location.as_deref() {
+            Some("/") if status == StatusCode::SEE_OTHER => {
+                let home = client.get(format!("{base}/")).send().await.unwrap();
+                let status = home.status();
+                let next = home
+                    .headers()
+                    .get(LOCATION)
+                    .map(|v| v.to_str().unwrap_or("").to_string());
+                assert_eq!(status, StatusCode::SEE_OTHER, "GET / when signed in");
+                next
+            }
+            _ => location,
+        };
         assert_eq!(
             (status, location.as_deref()),
             (StatusCode::SEE_OTHER, Some("/record")),
-            "signing in with the printed demo sign-in should redirect to /record; body:\n{}",
+            "signing in with the printed demo sign-in should lead to /record; body:\n{}",
             signed_in.text().await.unwrap_or_default()
         );
 
@@ -129,4 +171,30 @@ fn serve_demo_on_an_empty_folder_creates_keys_and_prints_signins() {
         );
     });
     server.stop();
+
+    // Again on the same folder: nothing is seeded twice, and the sign-ins are
+    // still named.
+    let mut again = serve(&data, &keys, &["--demo"]);
+    let line = again.wait_for_line("the note that data exists", |l| {
+        l.contains("already holds data")
+    });
+    assert!(
+        line.contains(EMAIL) && line.contains(PASSWORD),
+        "the second start should still give the patient's sign-in: {line:?}"
+    );
+    let others = again.wait_for_line("the other demo sign-ins", |l| {
+        l.contains("carer@demo.keyhold.test")
+    });
+    for (email, _) in &SIGNINS[1..] {
+        assert!(
+            others.contains(email),
+            "the second start should mention {email}: {others:?}"
+        );
+    }
+    assert!(
+        !again.seen.iter().any(|l| l.contains("demo data seeded")),
+        "the second start should not seed again: {:?}",
+        again.seen
+    );
+    again.stop();
 }
