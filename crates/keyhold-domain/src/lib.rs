@@ -44,7 +44,7 @@ pub use ids::{
 pub use nhs_number::{NhsNumber, NhsNumberError};
 pub use orgs::{FirstAdministrator, PendingStaff, StaffMember};
 pub use record::{Demographics, EmergencyContact, Entry, EntryKind, Gender, NewEntry, Source};
-pub use records::RecordView;
+pub use records::{Capabilities, Header, RecordView, Standing};
 pub use service::{open_memory_store, open_store, Keyhold, Settings};
 pub use sharing::{
     Accepted, CaredFor, GrantTerms, GrantView, InvitationView, NewGrantee, ProxyRequest,

@@ -26,6 +26,36 @@ pub struct RecordView {
     pub entries: Vec<Entry>,
     /// What allowed this view (the page says whose record it is and why).
     pub basis: Basis,
+    pub standing: Standing,
+}
+
+/// Whose record a page shows and on what footing: every page of a record
+/// says it, and offers only what the same decision allows.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub demographics: Demographics,
+    pub standing: Standing,
+}
+
+/// What the principal may do with a record, decided over the same consent
+/// state as the read that came with it (so a page never offers what the
+/// next request would refuse because of a stale view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Capabilities {
+    pub contribute: bool,
+    pub export: bool,
+    pub share: bool,
+    pub read_access_log: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Standing {
+    pub basis: Basis,
+    pub can: Capabilities,
+    /// The organisation the principal reads for, by name.
+    pub org_name: Option<String>,
+    /// When emergency access ends, if that is the basis.
+    pub emergency_until: Option<OffsetDateTime>,
 }
 
 /// One request's decision: when it was made, what allowed it, and the consent
@@ -79,6 +109,34 @@ impl Access {
 }
 
 impl Keyhold {
+    fn standing(&self, p: &Principal, patient: PatientId, access: &Access) -> Standing {
+        let whole = Resource::whole(patient);
+        let can = Capabilities {
+            contribute: access.allows(p, Action::Contribute, &whole),
+            export: access.allows(p, Action::Export, &whole),
+            share: access.allows(p, Action::Share, &whole),
+            read_access_log: access.allows(p, Action::ReadAccessLog, &whole),
+        };
+        let emergency_until = match access.basis {
+            Basis::BreakGlass { id, .. } => access
+                .consent
+                .break_glass
+                .iter()
+                .find(|b| b.id == id)
+                .map(|b| b.expires_at),
+            _ => None,
+        };
+        Standing {
+            basis: access.basis,
+            can,
+            org_name: access
+                .basis
+                .org()
+                .and_then(|o| self.organisation_name(o).ok()),
+            emergency_until,
+        }
+    }
+
     /// The actor an audit entry names, from what allowed the access.
     pub(crate) fn actor(p: &Principal, basis: Basis, patient: PatientId) -> AuditActor {
         let (role, acting_for) = match basis {
@@ -305,6 +363,31 @@ impl Keyhold {
         p: &Principal,
         patient: PatientId,
     ) -> Result<Demographics, DomainError> {
+        Ok(self.header(p, patient).await?.demographics)
+    }
+
+    /// Whether the principal may open this record now, decided as a read
+    /// would be but neither audited nor revealing anything: for a lookup
+    /// page choosing between opening the record and offering emergency
+    /// access (the lookup itself is audited by `find_patient`).
+    pub fn may_read(&self, p: &Principal, patient: PatientId) -> Result<bool, DomainError> {
+        if p.own_patient == Some(patient) {
+            return Ok(true);
+        }
+        let consent = self.consent_state(patient)?;
+        Ok(decide(
+            p,
+            Action::Read,
+            &Resource::whole(patient),
+            &consent.facts(),
+            self.clock.now(),
+        )
+        .is_allowed())
+    }
+
+    /// Demographics with the principal's standing: the banner of every page
+    /// of a record. Audited as a read of the demographics.
+    pub async fn header(&self, p: &Principal, patient: PatientId) -> Result<Header, DomainError> {
         let resource = Resource::whole(patient);
         let access = self
             .authorize(p, Action::Read, resource, AuditAction::Read, "demographics")
@@ -319,7 +402,10 @@ impl Keyhold {
                 "demographics".into(),
             ))
             .await?;
-        Ok(d)
+        Ok(Header {
+            demographics: d,
+            standing: self.standing(p, patient, &access),
+        })
     }
 
     /// A sensitive record shows others only name, NHS number, date of birth
@@ -356,6 +442,7 @@ impl Keyhold {
             demographics,
             entries,
             basis: access.basis,
+            standing: self.standing(p, patient, &access),
         })
     }
 

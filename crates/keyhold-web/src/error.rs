@@ -161,3 +161,16 @@ pub async fn render_error_pages(
     }
     out
 }
+
+/// Someone else's record answers "not found" for anything the policy refuses
+/// (so nothing tells a stranger whether a record exists). Say it in words a
+/// carer whose access just ended will understand; the status stays 404.
+pub async fn not_shared(mut resp: Response) -> Response {
+    if resp.status() == StatusCode::NOT_FOUND {
+        resp.extensions_mut().insert(ErrorPage {
+            heading: "You cannot see this record".into(),
+            message: "It is not shared with you, or the sharing has ended. If you think you should see it, ask the person (or their care team) to share it with you again.".into(),
+        });
+    }
+    resp
+}

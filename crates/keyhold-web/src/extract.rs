@@ -1,7 +1,9 @@
 //! Extractors: who is asking (`Viewer`), who must be signed in (`Patient`), and
 //! forms that are only accepted with a valid CSRF token (`Submitted`).
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use std::collections::HashMap;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::Form;
@@ -79,15 +81,29 @@ impl FromRequestParts<AppState> for Viewer {
     }
 }
 
-/// A signed-in person and the record they are looking at (today, their own;
-/// "acting for" with the consent work). Not signed in: redirect to sign-in.
-pub struct Patient {
+/// A signed-in person and the record they are looking at: their own under
+/// `/record`, or someone else's under `/people/{patient}/record` (a carer
+/// acting for them, a professional, emergency access). Whether they may is
+/// the domain's decision, made on every call; this only says which record.
+pub struct Subject {
     pub viewer: Viewer,
     pub principal: Principal,
     pub patient: PatientId,
+    /// Where this record's pages live, for links and redirects.
+    pub base: String,
 }
 
-impl FromRequestParts<AppState> for Patient {
+impl Subject {
+    /// A path inside this record, e.g. `subject.at("/entries/new")`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// The named path parameters of the route, whatever their number.
+pub type Params = Path<HashMap<String, String>>;
+
+impl FromRequestParts<AppState> for Subject {
     type Rejection = WebError;
 
     async fn from_request_parts(
@@ -96,12 +112,44 @@ impl FromRequestParts<AppState> for Patient {
     ) -> Result<Self, Self::Rejection> {
         let viewer = Viewer::from_request_parts(parts, state).await?;
         let principal = viewer.principal.clone().ok_or(WebError::Unauthenticated)?;
-        let patient = principal.own_patient.ok_or(WebError::NotFound)?;
-        Ok(Patient {
+        let Path(params) = Params::from_request_parts(parts, state)
+            .await
+            .map_err(|_| WebError::NotFound)?;
+        let (patient, base) = match params.get("patient") {
+            Some(raw) => {
+                let id: PatientId = raw.parse().map_err(|_| WebError::NotFound)?;
+                (id, format!("/people/{id}/record"))
+            }
+            None => (
+                principal.own_patient.ok_or(WebError::NotFound)?,
+                "/record".to_string(),
+            ),
+        };
+        Ok(Subject {
             viewer,
             principal,
             patient,
+            base,
         })
+    }
+}
+
+/// A signed-in person, with or without a record.
+pub struct SignedIn {
+    pub viewer: Viewer,
+    pub principal: Principal,
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = WebError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let viewer = Viewer::from_request_parts(parts, state).await?;
+        let principal = viewer.principal.clone().ok_or(WebError::Unauthenticated)?;
+        Ok(SignedIn { viewer, principal })
     }
 }
 

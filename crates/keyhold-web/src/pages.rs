@@ -2,13 +2,14 @@
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use keyhold_domain::{Demographics, FieldError};
+use keyhold_domain::policy::Basis;
+use keyhold_domain::{Capabilities, Demographics, FieldError, Standing};
 use serde::Serialize;
 use tera::{Context, Tera};
 use time::{Date, OffsetDateTime};
 
 use crate::error::{ErrorPage, WebError};
-use crate::extract::Viewer;
+use crate::extract::{Subject, Viewer};
 use crate::AppState;
 
 mod embedded {
@@ -43,6 +44,19 @@ pub fn base_context(state: &AppState, viewer: &Viewer, title: &str) -> Context {
     ctx.insert("page_title", title);
     ctx.insert("csrf_token", &viewer.csrf_token(state));
     ctx.insert("signed_in", &viewer.principal.is_some());
+    if let Some(p) = &viewer.principal {
+        // What the header offers: one's own record, the people one cares for,
+        // one's organisations.
+        ctx.insert("own_record", &p.own_patient.is_some());
+        ctx.insert("member", &!p.memberships.is_empty());
+        ctx.insert(
+            "cares",
+            &state.core.has_grants(p.account).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not tell whether the account cares for anyone");
+                false
+            }),
+        );
+    }
     if let Some(e) = &viewer.account_email {
         ctx.insert("account_email", e);
     }
@@ -171,4 +185,64 @@ pub fn size_display(bytes: u64) -> String {
     } else {
         format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
     }
+}
+
+/// On what footing the viewer is looking at a record, for the strip above
+/// the banner and for which actions a page offers.
+#[derive(Serialize)]
+pub struct Viewing {
+    /// `own`, `carer`, `organisation`, `contributor` or `emergency`.
+    kind: &'static str,
+    /// Whose record it is (the banner's name).
+    name: String,
+    org: Option<String>,
+    until: Option<String>,
+    can: Capabilities,
+}
+
+/// The context of every page of a record: banner, footing, and `base`, the
+/// prefix of this record's pages (`/record` or `/people/{id}/record`).
+pub fn record_context(
+    state: &AppState,
+    subject: &Subject,
+    d: &Demographics,
+    standing: &Standing,
+) -> Context {
+    let mut ctx = Context::new();
+    let banner = banner(d, state.core.today());
+    let kind = match standing.basis {
+        Basis::Owner => "own",
+        Basis::Carer { .. } => "carer",
+        Basis::Organisation { .. } => "organisation",
+        Basis::Contributor { .. } => "contributor",
+        Basis::BreakGlass { .. } => "emergency",
+    };
+    ctx.insert(
+        "viewing",
+        &Viewing {
+            kind,
+            name: banner.name.clone(),
+            org: standing.org_name.clone(),
+            until: standing.emergency_until.map(|t| {
+                format!(
+                    "{:02}:{:02} on {}",
+                    t.hour(),
+                    t.minute(),
+                    long_date(t.date())
+                )
+            }),
+            can: standing.can,
+        },
+    );
+    ctx.insert("banner", &banner);
+    ctx.insert("base", &subject.base);
+    ctx.insert(
+        "nav",
+        match kind {
+            "own" => "record",
+            "carer" => "people",
+            _ => "organisations",
+        },
+    );
+    ctx
 }

@@ -137,8 +137,8 @@ async fn signed_in(state: &AppState, viewer: &Viewer, s: SignedIn, next: &str) -
         StatusCode::SEE_OTHER,
         [(
             LOCATION,
-            HeaderValue::from_str(safe_next(next).unwrap_or("/record"))
-                .unwrap_or(HeaderValue::from_static("/record")),
+            HeaderValue::from_str(safe_next(next).unwrap_or("/"))
+                .unwrap_or(HeaderValue::from_static("/")),
         )],
     )
         .into_response();

@@ -11,13 +11,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use keyhold_domain::{Category, DocumentId, DocumentReader, DomainError, FieldError, NewDocument};
 use serde::Deserialize;
-use tera::Context;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::WebError;
-use crate::extract::Patient;
-use crate::pages::{banner, date_time, insert_errors, render, size_display};
+use crate::extract::{Params, Subject};
+use crate::pages::{date_time, insert_errors, record_context, render, size_display};
+use crate::routes::record::whose;
 use crate::AppState;
 
 /// The request body may exceed the file limit by the multipart framing and the
@@ -34,14 +34,14 @@ pub struct Uploaded {
 
 async fn page(
     state: &AppState,
-    p: &Patient,
+    p: &Subject,
     status: StatusCode,
     values: serde_json::Value,
     errors: &[FieldError],
     notice: Option<&str>,
 ) -> Result<Response, WebError> {
     let docs = state.core.documents(&p.principal, p.patient).await?;
-    let d = state.core.demographics(&p.principal, p.patient).await?;
+    let header = state.core.header(&p.principal, p.patient).await?;
     let rows: Vec<_> = docs
         .iter()
         .map(|m| {
@@ -61,8 +61,7 @@ async fn page(
         .into_iter()
         .map(|c| serde_json::json!({ "value": c.slug(), "label": c.label(), "hint": c.hint() }))
         .collect();
-    let mut ctx = Context::new();
-    ctx.insert("banner", &banner(&d, state.core.today()));
+    let mut ctx = record_context(state, p, &header.demographics, &header.standing);
     ctx.insert("documents", &rows);
     ctx.insert("categories", &categories);
     ctx.insert("values", &values);
@@ -82,14 +81,14 @@ async fn page(
         &p.viewer,
         status,
         "documents.html",
-        "Your documents",
+        &whose(p, &header.demographics, "Your documents", "documents"),
         ctx,
     )
 }
 
 pub async fn list(
     State(state): State<AppState>,
-    p: Patient,
+    p: Subject,
     axum::extract::Query(q): axum::extract::Query<Uploaded>,
 ) -> Result<Response, WebError> {
     let notice = q
@@ -117,7 +116,7 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) ->
 
 pub async fn upload(
     State(state): State<AppState>,
-    p: Patient,
+    p: Subject,
     mut multipart: Multipart,
 ) -> Result<Response, WebError> {
     let limit = state.core.settings().max_upload_bytes;
@@ -193,7 +192,8 @@ pub async fn upload(
             StatusCode::SEE_OTHER,
             [(
                 LOCATION,
-                HeaderValue::from_static("/record/documents?uploaded=1"),
+                HeaderValue::from_str(&p.at("/documents?uploaded=1"))
+                    .map_err(|e| WebError::Internal(e.to_string()))?,
             )],
         )
             .into_response()),
@@ -285,10 +285,13 @@ fn copy_document(doc: DocumentReader, out: &mut impl Write) -> std::io::Result<(
 
 pub async fn download(
     State(state): State<AppState>,
-    p: Patient,
-    Path(id): Path<String>,
+    p: Subject,
+    Path(params): Params,
 ) -> Result<Response, WebError> {
-    let id: DocumentId = id.parse().map_err(|_| WebError::NotFound)?;
+    let id: DocumentId = params
+        .get("id")
+        .and_then(|id| id.parse().ok())
+        .ok_or(WebError::NotFound)?;
     let doc = state
         .core
         .open_document(&p.principal, p.patient, id)
@@ -326,7 +329,7 @@ fn unique_name(seen: &mut std::collections::HashSet<String>, name: &str) -> Stri
         .unwrap_or_else(|| name.to_string())
 }
 
-pub async fn zip_all(State(state): State<AppState>, p: Patient) -> Result<Response, WebError> {
+pub async fn zip_all(State(state): State<AppState>, p: Subject) -> Result<Response, WebError> {
     let docs = state
         .core
         .open_all_documents(&p.principal, p.patient)

@@ -1,9 +1,15 @@
 //! The route table. Every route is listed here, with its layers.
 
+mod access;
 mod auth;
 mod documents;
+mod invitations;
+mod orgs;
+mod people;
 mod record;
+mod sharing;
 mod system;
+mod terms;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
@@ -15,6 +21,34 @@ use crate::{csrf, error, headers, AppState};
 /// Forms are small; only the upload route accepts more.
 const FORM_LIMIT: usize = 64 * 1024;
 
+/// The pages of one record. Mounted twice: at `/record` for the signed-in
+/// person's own, and at `/people/{patient}/record` for anyone else's (the
+/// `Subject` extractor tells which); the domain decides every request.
+fn record_routes(upload_cap: usize) -> Router<AppState> {
+    Router::new()
+        .route("/", get(record::overview))
+        .route("/demographics", get(record::demographics))
+        .route("/entries/new", get(record::new_entry_page))
+        .route("/entries", post(record::create_entry))
+        .route("/entries/{id}", get(record::entry))
+        .route(
+            "/documents",
+            get(documents::list)
+                .post(documents::upload)
+                .layer(DefaultBodyLimit::max(upload_cap)),
+        )
+        .route("/documents.zip", get(documents::zip_all))
+        .route("/documents/{id}", get(documents::download))
+        .route("/sharing", get(sharing::list).post(sharing::create))
+        .route("/sharing/new", get(sharing::new_page))
+        .route(
+            "/sharing/{grant}",
+            get(sharing::change_page_get).post(sharing::change),
+        )
+        .route("/sharing/{grant}/stop", post(sharing::stop))
+        .route("/access", get(access::log))
+}
+
 pub fn router(state: AppState) -> Router {
     let upload_cap = documents::upload_body_cap(state.core.settings().max_upload_bytes);
     Router::new()
@@ -22,19 +56,17 @@ pub fn router(state: AppState) -> Router {
         .route("/signup", get(auth::signup_page).post(auth::signup))
         .route("/signin", get(auth::signin_page).post(auth::signin))
         .route("/signout", post(auth::signout))
-        .route("/record", get(record::overview))
-        .route("/record/demographics", get(record::demographics))
-        .route("/record/entries/new", get(record::new_entry_page))
-        .route("/record/entries", post(record::create_entry))
-        .route("/record/entries/{id}", get(record::entry))
-        .route(
-            "/record/documents",
-            get(documents::list)
-                .post(documents::upload)
-                .layer(DefaultBodyLimit::max(upload_cap)),
+        .nest("/record", record_routes(upload_cap))
+        .nest(
+            "/people/{patient}/record",
+            record_routes(upload_cap).layer(middleware::map_response(error::not_shared)),
         )
-        .route("/record/documents.zip", get(documents::zip_all))
-        .route("/record/documents/{id}", get(documents::download))
+        .route("/people", get(people::list))
+        .route(
+            "/invitations/{token}",
+            get(invitations::show).post(invitations::accept),
+        )
+        .merge(orgs::routes())
         .route("/healthz", get(system::healthz))
         .route("/assets/{file}", get(system::asset))
         .fallback(system::not_found)

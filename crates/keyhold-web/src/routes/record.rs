@@ -12,8 +12,8 @@ use tera::Context;
 use time::{Date, Month};
 
 use crate::error::WebError;
-use crate::extract::{CsrfField, Patient, Submitted};
-use crate::pages::{banner, date_time, insert_errors, long_date, render};
+use crate::extract::{CsrfField, Params, Subject, Submitted};
+use crate::pages::{date_time, insert_errors, long_date, record_context, render};
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -33,17 +33,22 @@ struct Section {
     entries: Vec<Row>,
 }
 
-fn with_banner(state: &AppState, d: &Demographics) -> Context {
-    let mut ctx = Context::new();
-    ctx.insert("banner", &banner(d, state_today(state)));
-    ctx
+/// "Your …" on one's own record, "Name's …" on anyone else's.
+pub fn whose(p: &Subject, d: &Demographics, own: &str, other: &str) -> String {
+    if p.principal.own_patient == Some(p.patient) {
+        own.to_string()
+    } else {
+        let name = d.full_name();
+        let name = if name.is_empty() {
+            "This person"
+        } else {
+            &name
+        };
+        format!("{name}'s {other}")
+    }
 }
 
-fn state_today(state: &AppState) -> Date {
-    state.core.today()
-}
-
-pub async fn overview(State(state): State<AppState>, p: Patient) -> Result<Response, WebError> {
+pub async fn overview(State(state): State<AppState>, p: Subject) -> Result<Response, WebError> {
     let view = state.core.record(&p.principal, p.patient).await?;
     let today = state.core.today();
     let row = |e: &Entry| Row {
@@ -76,14 +81,26 @@ pub async fn overview(State(state): State<AppState>, p: Patient) -> Result<Respo
             sections.push(section(kind.slug(), kind.heading(), &|e| e.kind == kind));
         }
     }
-    let mut ctx = with_banner(&state, &view.demographics);
+    let mut ctx = record_context(&state, &p, &view.demographics, &view.standing);
     ctx.insert("sections", &sections);
+    if !matches!(view.basis, keyhold_domain::policy::Basis::Owner) {
+        ctx.insert(
+            "hidden_note",
+            "You see only the parts of this record that are shared with you. Other entries are not listed.",
+        );
+    }
+    let title = whose(
+        &p,
+        &view.demographics,
+        "Your health record",
+        "health record",
+    );
     render(
         &state,
         &p.viewer,
         StatusCode::OK,
         "record.html",
-        "Your health record",
+        &title,
         ctx,
     )
 }
@@ -96,9 +113,10 @@ fn or_not_recorded(s: &str) -> String {
     }
 }
 
-pub async fn demographics(State(state): State<AppState>, p: Patient) -> Result<Response, WebError> {
-    let d = state.core.demographics(&p.principal, p.patient).await?;
-    let mut ctx = with_banner(&state, &d);
+pub async fn demographics(State(state): State<AppState>, p: Subject) -> Result<Response, WebError> {
+    let header = state.core.header(&p.principal, p.patient).await?;
+    let d = &header.demographics;
+    let mut ctx = record_context(&state, &p, d, &header.standing);
     ctx.insert(
         "d",
         &serde_json::json!({
@@ -121,12 +139,13 @@ pub async fn demographics(State(state): State<AppState>, p: Patient) -> Result<R
             "emergency_contacts": d.emergency_contacts,
         }),
     );
+    let title = whose(&p, d, "Your personal details", "personal details");
     render(
         &state,
         &p.viewer,
         StatusCode::OK,
         "demographics.html",
-        "Your personal details",
+        &title,
         ctx,
     )
 }
@@ -162,8 +181,19 @@ pub struct NewEntryQuery {
     kind: Option<String>,
 }
 
-fn entry_form_context(form: &EntryForm, errors: &[FieldError]) -> Context {
-    let mut ctx = Context::new();
+/// The entry form, under the record's banner; refused unless the viewer may
+/// add to this record.
+async fn entry_form_context(
+    state: &AppState,
+    p: &Subject,
+    form: &EntryForm,
+    errors: &[FieldError],
+) -> Result<Context, WebError> {
+    let header = state.core.header(&p.principal, p.patient).await?;
+    if !header.standing.can.contribute {
+        return Err(WebError::NotFound);
+    }
+    let mut ctx = record_context(state, p, &header.demographics, &header.standing);
     let kinds: Vec<_> = EntryKind::ALL
         .into_iter()
         .map(|k| serde_json::json!({ "value": k.slug(), "label": k.label() }))
@@ -176,12 +206,12 @@ fn entry_form_context(form: &EntryForm, errors: &[FieldError]) -> Context {
     ctx.insert("categories", &categories);
     ctx.insert("values", form);
     insert_errors(&mut ctx, errors);
-    ctx
+    Ok(ctx)
 }
 
 pub async fn new_entry_page(
     State(state): State<AppState>,
-    p: Patient,
+    p: Subject,
     Query(q): Query<NewEntryQuery>,
 ) -> Result<Response, WebError> {
     let kind = q
@@ -198,19 +228,25 @@ pub async fn new_entry_page(
     } else {
         "Add an entry"
     };
+    let ctx = entry_form_context(&state, &p, &form, &[]).await?;
     render(
         &state,
         &p.viewer,
         StatusCode::OK,
         "entry_new.html",
         title,
-        entry_form_context(&form, &[]),
+        ctx,
     )
 }
 
-/// Day, month and year as typed into an NHS date input.
-fn parse_date(day: &str, month: &str, year: &str) -> Result<Date, FieldError> {
-    let field = "date-day";
+/// Day, month and year as typed into an NHS date input; errors name `field`
+/// (the day box, which the error summary links to).
+pub fn parse_date(
+    field: &'static str,
+    day: &str,
+    month: &str,
+    year: &str,
+) -> Result<Date, FieldError> {
     if day.trim().is_empty() && month.trim().is_empty() && year.trim().is_empty() {
         return Err(FieldError::new(field, "Enter the date"));
     }
@@ -245,7 +281,7 @@ fn parse_entry(form: &EntryForm) -> Result<NewEntry, Vec<FieldError>> {
     if form.title.trim().is_empty() {
         errors.push(FieldError::new("title", "Enter a title"));
     }
-    let date = parse_date(&form.day, &form.month, &form.year)
+    let date = parse_date("date-day", &form.day, &form.month, &form.year)
         .map_err(|e| errors.push(e))
         .ok();
     let category = Category::parse(&form.category);
@@ -270,44 +306,48 @@ fn parse_entry(form: &EntryForm) -> Result<NewEntry, Vec<FieldError>> {
 
 pub async fn create_entry(
     State(state): State<AppState>,
-    p: Patient,
+    p: Subject,
     s: Submitted<EntryForm>,
 ) -> Result<Response, WebError> {
     let form = s.form;
-    let invalid = |errors: Vec<FieldError>| {
+    let invalid = async |errors: Vec<FieldError>| {
+        let ctx = entry_form_context(&state, &p, &form, &errors).await?;
         render(
             &state,
             &p.viewer,
             StatusCode::UNPROCESSABLE_ENTITY,
             "entry_new.html",
             "Add an entry",
-            entry_form_context(&form, &errors),
+            ctx,
         )
     };
     let new = match parse_entry(&form) {
         Ok(n) => n,
-        Err(errors) => return invalid(errors),
+        Err(errors) => return invalid(errors).await,
     };
     match state.core.add_entry(&p.principal, p.patient, new).await {
         Ok(id) => {
-            let to = HeaderValue::from_str(&format!("/record/entries/{id}"))
+            let to = HeaderValue::from_str(&p.at(&format!("/entries/{id}")))
                 .map_err(|e| WebError::Internal(e.to_string()))?;
             Ok((StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response())
         }
-        Err(DomainError::Invalid(errors)) => invalid(errors),
+        Err(DomainError::Invalid(errors)) => invalid(errors).await,
         Err(e) => Err(e.into()),
     }
 }
 
 pub async fn entry(
     State(state): State<AppState>,
-    p: Patient,
-    Path(id): Path<String>,
+    p: Subject,
+    Path(params): Params,
 ) -> Result<Response, WebError> {
-    let id: EntryId = id.parse().map_err(|_| WebError::NotFound)?;
+    let id: EntryId = params
+        .get("id")
+        .and_then(|id| id.parse().ok())
+        .ok_or(WebError::NotFound)?;
     let e = state.core.entry(&p.principal, p.patient, id).await?;
-    let d = state.core.demographics(&p.principal, p.patient).await?;
-    let mut ctx = with_banner(&state, &d);
+    let header = state.core.header(&p.principal, p.patient).await?;
+    let mut ctx = record_context(&state, &p, &header.demographics, &header.standing);
     ctx.insert(
         "entry",
         &serde_json::json!({
@@ -338,20 +378,24 @@ mod tests {
 
     #[test]
     fn dates_parse_like_the_nhs_date_input() {
-        assert!(parse_date("14", "3", "2024").is_ok());
+        assert!(parse_date("date-day", "14", "3", "2024").is_ok());
         assert_eq!(
-            parse_date("", "", "").unwrap_err().message,
+            parse_date("date-day", "", "", "").unwrap_err().message,
             "Enter the date"
         );
         assert_eq!(
-            parse_date("31", "2", "2024").unwrap_err().message,
+            parse_date("date-day", "31", "2", "2024")
+                .unwrap_err()
+                .message,
             "Date must be a real date"
         );
         assert_eq!(
-            parse_date("1", "13", "2024").unwrap_err().message,
+            parse_date("date-day", "1", "13", "2024")
+                .unwrap_err()
+                .message,
             "Date must be a real date"
         );
-        assert!(parse_date("x", "3", "2024").is_err());
-        assert!(parse_date("1", "3", "24").is_err());
+        assert!(parse_date("date-day", "x", "3", "2024").is_err());
+        assert!(parse_date("date-day", "1", "3", "24").is_err());
     }
 }

@@ -13,10 +13,19 @@ use crate::pages::{render, ASSETS};
 use crate::AppState;
 
 pub async fn home(State(state): State<AppState>, viewer: Viewer) -> Result<Response, WebError> {
-    if viewer.principal.is_some() {
+    if let Some(p) = &viewer.principal {
+        // Where a signed-in person starts: their record; else their
+        // organisation; else the people they care for.
+        let start = if p.own_patient.is_some() {
+            "/record"
+        } else if !p.memberships.is_empty() {
+            "/organisations"
+        } else {
+            "/people"
+        };
         return Ok((
             StatusCode::SEE_OTHER,
-            [(LOCATION, HeaderValue::from_static("/record"))],
+            [(LOCATION, HeaderValue::from_static(start))],
         )
             .into_response());
     }

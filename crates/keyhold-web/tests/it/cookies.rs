@@ -108,7 +108,7 @@ async fn behind_tls_cookies_are_host_prefixed_and_secure_and_hsts_is_sent() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&resp).as_deref(), Some("/record"));
+    assert_eq!(location(&resp).as_deref(), Some("/"));
     assert!(
         header(&resp, STRICT_TRANSPORT_SECURITY.as_str()).is_some(),
         "HSTS on a redirect"

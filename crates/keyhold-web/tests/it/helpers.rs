@@ -56,6 +56,19 @@ impl TestApp {
         }
     }
 
+    /// Every mail sent so far, as raw RFC 5322 text, oldest first.
+    pub fn mails(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(self._dir.path().join("outbox")) else {
+            return Vec::new();
+        };
+        let mut files: Vec<_> = dir.map(|e| e.unwrap().path()).collect();
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
     /// Rows in one of the domain's trees (to check that nothing was stored).
     pub fn rows(&self, tree: TreeName) -> usize {
         let mut n = 0;
@@ -78,6 +91,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(settings: Settings, config: WebConfig) -> TestApp {
+    // The server's errors appear with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     init_keys(&keys).unwrap();
@@ -88,6 +106,17 @@ pub async fn spawn_with(settings: Settings, config: WebConfig) -> TestApp {
         Arc::new(SystemClock),
     )
     .unwrap_or_else(|e| panic!("open: {e}"));
+    // Mail lands as files in the app's temp folder (see `TestApp::mails`).
+    let outbox = dir.path().join("outbox");
+    let core = core
+        .with_mailer(
+            keyhold_mail::Mailer::new(
+                keyhold_mail::MailTransport::Outbox(outbox),
+                "Keyhold <keyhold@test.invalid>",
+            )
+            .unwrap(),
+        )
+        .unwrap();
     let state = AppState::new(core.clone(), config).unwrap_or_else(|e| panic!("state: {e}"));
     let app = Application::build(state, "127.0.0.1:0".parse().unwrap())
         .await
@@ -209,6 +238,11 @@ pub async fn post_form(
 
 /// Signs up through the pages, as a person would; the browser is then signed in.
 pub async fn sign_up(app: &TestApp, client: &Client, email: &str) {
+    sign_up_as(app, client, "Test Person", email).await
+}
+
+/// Signs up with a name of one's own.
+pub async fn sign_up_as(app: &TestApp, client: &Client, name: &str, email: &str) {
     let token = csrf_token(app, client, "/signup").await;
     let resp = post_form(
         app,
@@ -216,14 +250,14 @@ pub async fn sign_up(app: &TestApp, client: &Client, email: &str) {
         "/signup",
         &[
             ("csrf_token", &token),
-            ("name", "Test Person"),
+            ("name", name),
             ("email", email),
             ("password", PASSWORD),
         ],
     )
     .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER, "sign-up of {email}");
-    assert_eq!(location(&resp).as_deref(), Some("/record"));
+    assert_eq!(location(&resp).as_deref(), Some("/"));
 }
 
 /// A new browser, signed up and signed in as `email`.

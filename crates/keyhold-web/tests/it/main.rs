@@ -9,4 +9,6 @@ mod csrf;
 mod headers;
 mod helpers;
 mod input;
+mod orgs;
+mod sharing;
 mod system;

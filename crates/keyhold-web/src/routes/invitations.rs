@@ -1,0 +1,140 @@
+//! Invitation links from mail: see what is offered, then accept it with an
+//! account whose address is the invited one.
+
+use axum::extract::{Path, State};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keyhold_domain::{Accepted, DomainError, FieldError, InvitationView};
+use serde::Deserialize;
+use tera::Context;
+
+use crate::error::WebError;
+use crate::extract::{CsrfField, Submitted, Viewer};
+use crate::pages::{insert_errors, long_date, render};
+use crate::AppState;
+
+/// Tokens are 43 url-safe characters; anything else is not worth a lookup.
+fn plausible(token: &str) -> bool {
+    (16..=128).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn gone(state: &AppState, viewer: &Viewer) -> Result<Response, WebError> {
+    render(
+        state,
+        viewer,
+        StatusCode::NOT_FOUND,
+        "invitation_gone.html",
+        "This invitation link does not work",
+        Context::new(),
+    )
+}
+
+async fn page(
+    state: &AppState,
+    viewer: &Viewer,
+    token: &str,
+    status: StatusCode,
+    errors: &[FieldError],
+) -> Result<Response, WebError> {
+    if !plausible(token) {
+        return gone(state, viewer);
+    }
+    let offer = match state.core.invitation(token).await {
+        Ok(v) => v,
+        Err(DomainError::NotFound) => return gone(state, viewer),
+        Err(e) => return Err(e.into()),
+    };
+    let mut ctx = Context::new();
+    let here = format!("/invitations/{token}");
+    ctx.insert("action", &here);
+    // The token is url-safe, so only the slashes need escaping.
+    ctx.insert("next_query", &here.replace('/', "%2F"));
+    let title = match &offer {
+        InvitationView::Grant {
+            from,
+            patient_name,
+            permissions,
+            categories,
+            ends,
+            purpose,
+            invited,
+        } => {
+            ctx.insert(
+                "grant",
+                &serde_json::json!({
+                    "from": from,
+                    "patient_name": patient_name,
+                    "permissions": permissions.labels(),
+                    "categories": categories.iter().map(|c| c.label()).collect::<Vec<_>>(),
+                    "until": long_date((*ends - time::Duration::nanoseconds(1)).date()),
+                    "purpose": purpose,
+                    "invited": invited,
+                }),
+            );
+            format!("{patient_name} wants to share their health record with you")
+        }
+        InvitationView::Staff { org_name, role } => {
+            ctx.insert(
+                "staff",
+                &serde_json::json!({ "org": org_name, "role": role.label() }),
+            );
+            format!("Join {org_name} on Keyhold")
+        }
+    };
+    insert_errors(&mut ctx, errors);
+    render(state, viewer, status, "invitation.html", &title, ctx)
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    page(&state, &viewer, &token, StatusCode::OK, &[]).await
+}
+
+#[derive(Deserialize)]
+pub struct AcceptForm {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+impl CsrfField for AcceptForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+pub async fn accept(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    s: Submitted<AcceptForm>,
+) -> Result<Response, WebError> {
+    let viewer = s.viewer;
+    let principal = viewer.principal.clone().ok_or(WebError::Unauthenticated)?;
+    if !plausible(&token) {
+        return gone(&state, &viewer);
+    }
+    let to = match state.core.accept_invitation(&principal, &token).await {
+        Ok(Accepted::Grant(patient)) => format!("/people/{patient}/record"),
+        Ok(Accepted::Staff(org)) => format!("/organisations/{org}"),
+        Err(DomainError::NotFound) => return gone(&state, &viewer),
+        Err(DomainError::Invalid(errors)) => {
+            return page(
+                &state,
+                &viewer,
+                &token,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &errors,
+            )
+            .await
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let to = HeaderValue::from_str(&to).map_err(|e| WebError::Internal(e.to_string()))?;
+    Ok((StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response())
+}
