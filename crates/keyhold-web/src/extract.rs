@@ -158,6 +158,27 @@ pub trait CsrfField {
     fn csrf_token(&self) -> &str;
 }
 
+/// Implements [`CsrfField`] for forms whose token is the `csrf_token` field.
+macro_rules! csrf_field {
+    ($($form:ty),+ $(,)?) => {
+        $(impl $crate::extract::CsrfField for $form {
+            fn csrf_token(&self) -> &str {
+                &self.csrf_token
+            }
+        })+
+    };
+}
+pub(crate) use csrf_field;
+
+/// A form with nothing but its CSRF token (a button that does one thing).
+#[derive(serde::Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+csrf_field!(CsrfOnly);
+
 /// A url-encoded form, accepted only with a valid CSRF token for this viewer.
 pub struct Submitted<T> {
     pub viewer: Viewer,

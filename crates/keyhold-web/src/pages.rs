@@ -38,6 +38,13 @@ impl Pages {
     }
 }
 
+/// 303 See Other to a path on this site: where a form goes after it worked.
+pub fn see_other(to: &str) -> Result<Response, WebError> {
+    let to =
+        axum::http::HeaderValue::from_str(to).map_err(|e| WebError::Internal(e.to_string()))?;
+    Ok((StatusCode::SEE_OTHER, [(axum::http::header::LOCATION, to)]).into_response())
+}
+
 /// The context every page needs: title, CSRF token, who is signed in.
 pub fn base_context(state: &AppState, viewer: &Viewer, title: &str) -> Context {
     let mut ctx = Context::new();

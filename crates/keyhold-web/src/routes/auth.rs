@@ -10,9 +10,11 @@ use tera::Context;
 
 use crate::csrf::SESSION_COOKIE;
 use crate::error::WebError;
-use crate::extract::{CsrfField, Submitted, Viewer};
+use crate::extract::{csrf_field, CsrfOnly, Submitted, Viewer};
 use crate::pages::{insert_errors, render};
 use crate::{cookies, AppState};
+
+csrf_field!(Credentials);
 
 #[derive(Deserialize)]
 pub struct Credentials {
@@ -27,24 +29,6 @@ pub struct Credentials {
     next: String,
     #[serde(default)]
     password: String,
-}
-
-impl CsrfField for Credentials {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf_token: String,
-}
-
-impl CsrfField for CsrfOnly {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
 }
 
 /// Where to go next: a path on this site only (`/x`, never `//host` or a URL),

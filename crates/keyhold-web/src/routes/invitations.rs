@@ -2,16 +2,14 @@
 //! account whose address is the invited one.
 
 use axum::extract::{Path, State};
-use axum::http::header::LOCATION;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use keyhold_domain::{Accepted, DomainError, FieldError, InvitationView};
-use serde::Deserialize;
 use tera::Context;
 
 use crate::error::WebError;
-use crate::extract::{CsrfField, Submitted, Viewer};
-use crate::pages::{insert_errors, long_date, render};
+use crate::extract::{CsrfOnly, Submitted, Viewer};
+use crate::pages::{insert_errors, long_date, render, see_other};
 use crate::AppState;
 
 /// Tokens are 43 url-safe characters; anything else is not worth a lookup.
@@ -97,22 +95,10 @@ pub async fn show(
     page(&state, &viewer, &token, StatusCode::OK, &[]).await
 }
 
-#[derive(Deserialize)]
-pub struct AcceptForm {
-    #[serde(default)]
-    csrf_token: String,
-}
-
-impl CsrfField for AcceptForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
 pub async fn accept(
     State(state): State<AppState>,
     Path(token): Path<String>,
-    s: Submitted<AcceptForm>,
+    s: Submitted<CsrfOnly>,
 ) -> Result<Response, WebError> {
     let viewer = s.viewer;
     let principal = viewer.principal.clone().ok_or(WebError::Unauthenticated)?;
@@ -135,6 +121,5 @@ pub async fn accept(
         }
         Err(e) => return Err(e.into()),
     };
-    let to = HeaderValue::from_str(&to).map_err(|e| WebError::Internal(e.to_string()))?;
-    Ok((StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response())
+    see_other(&to)
 }

@@ -7,9 +7,8 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::header::LOCATION;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use keyhold_domain::consent::{LegalBasis, StaffRole};
@@ -21,10 +20,12 @@ use serde::{Deserialize, Serialize};
 use tera::Context;
 
 use crate::error::WebError;
-use crate::extract::{CsrfField, Params, SignedIn, Submitted, Viewer};
-use crate::pages::{date_time, insert_errors, render};
+use crate::extract::{csrf_field, CsrfOnly, Params, SignedIn, Submitted, Viewer};
+use crate::pages::{date_time, insert_errors, render, see_other};
 use crate::routes::terms::TermsForm;
 use crate::AppState;
+
+csrf_field!(FindForm, EmergencyForm, InviteForm, RoleForm, ProxyForm);
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -62,11 +63,6 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "removed" => "Removed from your organisation. Their access through it has ended.",
         _ => return None,
     })
-}
-
-fn see_other(to: &str) -> Result<Response, WebError> {
-    let to = HeaderValue::from_str(to).map_err(|e| WebError::Internal(e.to_string()))?;
-    Ok((StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response())
 }
 
 fn param<T: std::str::FromStr>(
@@ -169,12 +165,6 @@ pub struct FindForm {
     csrf_token: String,
     #[serde(default, rename = "nhs-number")]
     nhs_number: String,
-}
-
-impl CsrfField for FindForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -320,12 +310,6 @@ pub struct EmergencyForm {
     reason: String,
 }
 
-impl CsrfField for EmergencyForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
 pub async fn emergency(
     State(state): State<AppState>,
     Path(params): Params,
@@ -383,12 +367,6 @@ pub struct InviteForm {
     email: String,
     #[serde(default)]
     role: String,
-}
-
-impl CsrfField for InviteForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -496,24 +474,6 @@ pub struct RoleForm {
     role: String,
 }
 
-impl CsrfField for RoleForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
-#[derive(Deserialize, Default)]
-pub struct TokenOnly {
-    #[serde(default)]
-    csrf_token: String,
-}
-
-impl CsrfField for TokenOnly {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
 /// After a change to one member: back to the list, or the list again with
 /// what went wrong (removing or demoting oneself, a change made meanwhile).
 fn after_change(
@@ -568,7 +528,7 @@ pub async fn change_role(
 pub async fn remove(
     State(state): State<AppState>,
     Path(params): Params,
-    s: Submitted<TokenOnly>,
+    s: Submitted<CsrfOnly>,
 ) -> Result<Response, WebError> {
     let org: OrgId = param(&params, "org")?;
     let account: AccountId = param(&params, "account")?;
@@ -593,12 +553,6 @@ pub struct ProxyForm {
     basis: String,
     #[serde(flatten)]
     terms: TermsForm,
-}
-
-impl CsrfField for ProxyForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
 }
 
 fn proxy_page(

@@ -1,9 +1,8 @@
 //! The patient's record: overview, demographics, entries.
 
 use axum::extract::{Path, Query, State};
-use axum::http::header::LOCATION;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use keyhold_domain::{
     Category, Demographics, DomainError, Entry, EntryId, EntryKind, FieldError, NewEntry,
 };
@@ -12,9 +11,11 @@ use tera::Context;
 use time::{Date, Month};
 
 use crate::error::WebError;
-use crate::extract::{CsrfField, Params, Subject, Submitted};
-use crate::pages::{date_time, insert_errors, long_date, record_context, render};
+use crate::extract::{csrf_field, Params, Subject, Submitted};
+use crate::pages::{date_time, insert_errors, long_date, record_context, render, see_other};
 use crate::AppState;
+
+csrf_field!(EntryForm);
 
 #[derive(Serialize)]
 struct Row {
@@ -170,12 +171,6 @@ pub struct EntryForm {
     details: String,
 }
 
-impl CsrfField for EntryForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
 #[derive(Deserialize)]
 pub struct NewEntryQuery {
     kind: Option<String>,
@@ -326,11 +321,7 @@ pub async fn create_entry(
         Err(errors) => return invalid(errors).await,
     };
     match state.core.add_entry(&p.principal, p.patient, new).await {
-        Ok(id) => {
-            let to = HeaderValue::from_str(&p.at(&format!("/entries/{id}")))
-                .map_err(|e| WebError::Internal(e.to_string()))?;
-            Ok((StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response())
-        }
+        Ok(id) => see_other(&p.at(&format!("/entries/{id}"))),
         Err(DomainError::Invalid(errors)) => invalid(errors).await,
         Err(e) => Err(e.into()),
     }

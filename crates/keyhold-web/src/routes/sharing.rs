@@ -2,25 +2,21 @@
 //! carer allowed to act for them) shares, changes and stops sharing.
 
 use axum::extract::{Path, Query, State};
-use axum::http::header::LOCATION;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use keyhold_domain::consent::GrantState;
 use keyhold_domain::{DomainError, Email, FieldError, GrantId, GrantView, NewGrantee, OrgId};
 use serde::{Deserialize, Serialize};
 use time::Duration;
 
 use crate::error::WebError;
-use crate::extract::{CsrfField, Params, Subject, Submitted};
-use crate::pages::{date_time, insert_errors, long_date, record_context, render};
+use crate::extract::{csrf_field, CsrfOnly, Params, Subject, Submitted};
+use crate::pages::{date_time, insert_errors, long_date, record_context, render, see_other};
 use crate::routes::record::whose;
 use crate::routes::terms::TermsForm;
 use crate::AppState;
 
-fn see_other(to: &str) -> Result<Response, WebError> {
-    let to = HeaderValue::from_str(to).map_err(|e| WebError::Internal(e.to_string()))?;
-    Ok((StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response())
-}
+csrf_field!(ShareForm, ChangeForm);
 
 fn grant_id(params: &std::collections::HashMap<String, String>) -> Result<GrantId, WebError> {
     params
@@ -136,12 +132,6 @@ pub struct ShareForm {
     terms: TermsForm,
 }
 
-impl CsrfField for ShareForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
 async fn share_page(
     state: &AppState,
     p: &Subject,
@@ -242,12 +232,6 @@ pub struct ChangeForm {
     terms: TermsForm,
 }
 
-impl CsrfField for ChangeForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
 async fn change_page(
     state: &AppState,
     p: &Subject,
@@ -330,23 +314,11 @@ pub async fn change(
     }
 }
 
-#[derive(Deserialize)]
-pub struct StopForm {
-    #[serde(default)]
-    csrf_token: String,
-}
-
-impl CsrfField for StopForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
 pub async fn stop(
     State(state): State<AppState>,
     p: Subject,
     Path(params): Params,
-    _s: Submitted<StopForm>,
+    _s: Submitted<CsrfOnly>,
 ) -> Result<Response, WebError> {
     let id = grant_id(&params)?;
     state.core.revoke_grant(&p.principal, p.patient, id).await?;
