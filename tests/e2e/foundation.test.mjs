@@ -7,82 +7,33 @@
 // order; once a step fails, the later ones are skipped (reported as such) so
 // the first real failure is the one to read.
 
-import { describe, it, before, after } from 'node:test';
+import { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { unzipSync } from 'fflate';
 
 import { startServer } from './lib/server.mjs';
-import { launchBrowser, checkA11y, navigateBy, visit, describePage, saveArtifacts } from './lib/browser.mjs';
+import { launchBrowser, checkA11y, navigateBy, visit, describePage } from './lib/browser.mjs';
 import { randomToken, randomPassphrase, minimalPdf, tinyPng, oversizePdf, scratchDir } from './lib/files.mjs';
+import {
+  pathOf,
+  assertPath,
+  expectVisible,
+  expectAbsent,
+  h1Text,
+  assertMainContains,
+  assertMainLacks,
+  linkOrButton,
+  assertStatus,
+  is4xx,
+  isOk,
+  stepHarness,
+} from './lib/flow.mjs';
 
 const STEP_TIMEOUT_MS = 120_000;
 const MAX_UPLOAD_BYTES = 20 * 1024 * 1024; // the server's limit (20 MiB)
 
 // ---------------------------------------------------------------- helpers --
-
-function pathOf(page) {
-  return new URL(page.url()).pathname;
-}
-
-async function assertPath(page, expected, what) {
-  const actual = pathOf(page);
-  const ok = expected instanceof RegExp ? expected.test(actual) : actual === expected;
-  if (!ok) {
-    assert.fail(`${what}: expected the browser at path ${expected}, but it is at ${actual}\n${await describePage(page)}`);
-  }
-}
-
-async function expectVisible(locator, what, timeout = 10_000) {
-  try {
-    await locator.first().waitFor({ state: 'visible', timeout });
-  } catch {
-    assert.fail(`expected ${what} to be visible\n${await describePage(locator.page())}`);
-  }
-}
-
-async function expectAbsent(locator, what) {
-  const n = await locator.count();
-  if (n !== 0) assert.fail(`expected no ${what}, found ${n}\n${await describePage(locator.page())}`);
-}
-
-async function h1Text(page) {
-  return ((await page.locator('h1').first().textContent({ timeout: 5_000 })) ?? '').replace(/\s+/g, ' ').trim();
-}
-
-async function mainText(page) {
-  return (await page.getByRole('main').innerText()).replace(/\s+/g, ' ');
-}
-
-async function assertMainContains(page, text, what) {
-  const body = await mainText(page);
-  if (!body.includes(text)) {
-    assert.fail(`${what}: expected the main content to contain ${JSON.stringify(text)}\n${await describePage(page)}\n  main text: ${body.slice(0, 1500)}`);
-  }
-}
-
-async function assertMainLacks(page, text, what) {
-  const body = await mainText(page);
-  if (body.includes(text)) {
-    assert.fail(`${what}: expected the main content NOT to contain ${JSON.stringify(text)}\n${await describePage(page)}`);
-  }
-}
-
-/** A link or a button (e.g. an <a role="button">, or a <button> in a form) with this exact name. */
-function linkOrButton(scope, name) {
-  return scope
-    .getByRole('link', { name, exact: true })
-    .or(scope.getByRole('button', { name, exact: true }))
-    .first();
-}
-
-function assertStatus(res, predicate, expectedText, what) {
-  const s = res.status();
-  if (!predicate(s)) assert.fail(`${what}: expected HTTP status ${expectedText}, got ${s} (${res.url()})`);
-}
-
-const is4xx = (s) => s >= 400 && s < 500;
-const isOk = (s) => s >= 200 && s < 300;
 
 /** Waits for a download started by `action`; fails clearly if none starts. */
 async function captureDownload(page, action, what) {
@@ -115,7 +66,6 @@ describe('Keyhold foundation flow in a real browser', () => {
   let b;
   let page;
   let files;
-  let brokenAt = null;
 
   // What the steps share.
   const email = `e2e-${randomToken(10)}@example.test`;
@@ -128,10 +78,14 @@ describe('Keyhold foundation flow in a real browser', () => {
   let pdfPath;
   let uploadPagePath = '/record/documents'; // where the upload form is (found in the documents step)
 
-  // A setup failure (server not built, not listening, browser not starting) is
-  // reported by the first step, and the rest skip, rather than every step
-  // being cancelled.
-  let setupError = null;
+  // The steps run in order; a setup failure is reported by the first step
+  // (see stepHarness in lib/flow.mjs).
+  const harness = stepHarness({
+    timeoutMs: STEP_TIMEOUT_MS,
+    context: () => ({ server, browsers: [{ page, visits: b?.visits }] }),
+  });
+  const { step } = harness;
+
   before(
     async () => {
       try {
@@ -141,7 +95,7 @@ describe('Keyhold foundation flow in a real browser', () => {
         b = await launchBrowser();
         page = b.page;
       } catch (err) {
-        setupError = err;
+        harness.setupFailed(err);
       }
     },
     { timeout: 90_000 },
@@ -152,50 +106,6 @@ describe('Keyhold foundation flow in a real browser', () => {
     await server?.stop();
     await files?.remove();
   });
-
-  /**
-   * One step of the flow. A failure adds where the browser was, a screenshot
-   * and the server's output to the message; a failed critical step makes the
-   * later steps skip.
-   */
-  function step(name, fn, { critical = true } = {}) {
-    it(name, { timeout: STEP_TIMEOUT_MS }, async (t) => {
-      if (setupError && !brokenAt) {
-        brokenAt = 'setup (server or browser start)';
-        throw new Error(`setup failed, so no step can run: ${setupError.message}`);
-      }
-      if (brokenAt) {
-        t.skip(`an earlier step failed: "${brokenAt}"`);
-        return;
-      }
-      try {
-        await fn(t);
-      } catch (err) {
-        if (critical) brokenAt = name;
-        let context = '';
-        if (page) {
-          context += `\n\nWhere the browser was:\n${await describePage(page)}`;
-          const saved = await saveArtifacts(page, name);
-          if (saved.length) context += `\n  saved: ${saved.join(', ')}`;
-          const problems = [...(b?.visits.consoleErrors ?? []), ...(b?.visits.assetFailures ?? [])];
-          if (problems.length) context += `\n  browser console errors / failed assets:\n    ${problems.slice(-10).join('\n    ')}`;
-        }
-        if (server) context += `\n\n${server.logs(6_000)}`;
-        let detail = '';
-        if (err?.code === 'ERR_ASSERTION' && err.generatedMessage === false && err.operator !== 'fail' && typeof err.actual !== 'boolean') {
-          // A custom assert message hides the values: show them.
-          detail = `\n  actual:   ${JSON.stringify(err.actual)}\n  expected: ${JSON.stringify(err.expected)} (${err.operator})`;
-        }
-        const message = `${err?.message ?? err}${detail}${context}`;
-        const wrapped = new Error(message);
-        const frames = String(err?.stack ?? '')
-          .split('\n')
-          .filter((l) => /^\s+at /.test(l));
-        wrapped.stack = `${err?.name ?? 'Error'}: ${message}\n${frames.join('\n')}`;
-        throw wrapped;
-      }
-    });
-  }
 
   step('GET /healthz returns 200', async () => {
     const res = await fetch(`${server.url}/healthz`);
@@ -309,7 +219,7 @@ describe('Keyhold foundation flow in a real browser', () => {
   });
 
   step('uploading a PDF lists it; downloading it (singly and as a zip) gives back the same bytes', async (t) => {
-    await navigateBy(page, () => page.getByRole('banner').getByRole('link', { name: 'Documents', exact: true }).click());
+    await navigateBy(page, () => page.getByRole('navigation', { name: 'This record' }).getByRole('link', { name: 'Documents', exact: true }).click());
     await assertPath(page, '/record/documents', 'after clicking "Documents" in the header');
     await checkA11y(page, 'documents page (empty)');
 

@@ -198,6 +198,16 @@ impl Keyhold {
         Ok(self)
     }
 
+    /// Sets the address mailed links start with, when the configuration did
+    /// not (the server's own address once bound). Call before serving.
+    pub fn with_public_url(mut self: Arc<Self>, url: String) -> Result<Arc<Self>, DomainError> {
+        let me = Arc::get_mut(&mut self).ok_or_else(|| {
+            DomainError::Internal("set the public URL before sharing the service".into())
+        })?;
+        me.settings.public_url = url;
+        Ok(self)
+    }
+
     /// A link to `path` on this service, for mail.
     pub(crate) fn link(&self, path: &str) -> String {
         format!("{}{path}", self.settings.public_url.trim_end_matches('/'))

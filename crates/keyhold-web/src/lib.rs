@@ -71,6 +71,15 @@ impl Application {
         })
     }
 
+    /// Over a listener bound already (the caller needed its address first).
+    pub fn from_std(state: AppState, listener: std::net::TcpListener) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Ok(Application {
+            listener: TcpListener::from_std(listener)?,
+            router: router(state),
+        })
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }

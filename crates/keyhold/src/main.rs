@@ -453,6 +453,15 @@ fn serve(
     }
     let core = open(data, keys)?;
     checkpoint_file_usable(&checkpoints.file, data)?;
+    let listener = std::net::TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
+    let addr = listener.local_addr()?;
+    // Mailed links need an address; without KEYHOLD_PUBLIC_URL, the one we
+    // listen on (right for local use; set the variable behind a proxy).
+    let core = if std::env::var_os("KEYHOLD_PUBLIC_URL").is_none() {
+        core.with_public_url(format!("http://{addr}"))?
+    } else {
+        core
+    };
     let rt = runtime()?;
     rt.block_on(async move {
         let accounts = if demo && core.is_empty()? {
@@ -461,8 +470,7 @@ fn serve(
             None
         };
         let state = AppState::new(core.clone(), WebConfig { secure_cookies: std::env::var("KEYHOLD_SECURE_COOKIES").as_deref() == Ok("1") })?;
-        let app = Application::build(state, bind).await.with_context(|| format!("binding {bind}"))?;
-        let addr = app.local_addr()?;
+        let app = Application::from_std(state, listener).with_context(|| format!("listening on {addr}"))?;
         println!("keyhold listening on http://{addr}");
         if demo {
             match accounts {

@@ -11,7 +11,7 @@ use tera::Context;
 use crate::csrf::SESSION_COOKIE;
 use crate::error::WebError;
 use crate::extract::{csrf_field, CsrfOnly, Submitted, Viewer};
-use crate::pages::{insert_errors, render};
+use crate::pages::{insert_errors, query_value, render};
 use crate::{cookies, AppState};
 
 csrf_field!(Credentials);
@@ -60,7 +60,7 @@ fn form_page(
     let mut ctx = Context::new();
     ctx.insert(
         "values",
-        &serde_json::json!({ "name": name, "email": email, "next": safe_next(next).unwrap_or("") }),
+        &serde_json::json!({ "name": name, "email": email, "next": safe_next(next).unwrap_or(""), "next_query": query_value(safe_next(next).unwrap_or("")) }),
     );
     insert_errors(&mut ctx, errors);
     let status = if errors.is_empty() {

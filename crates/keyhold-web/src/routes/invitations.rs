@@ -9,7 +9,7 @@ use tera::Context;
 
 use crate::error::WebError;
 use crate::extract::{CsrfOnly, Submitted, Viewer};
-use crate::pages::{insert_errors, long_date, render, see_other};
+use crate::pages::{insert_errors, long_date, query_value, render, see_other};
 use crate::AppState;
 
 /// Tokens are 43 url-safe characters; anything else is not worth a lookup.
@@ -49,8 +49,7 @@ async fn page(
     let mut ctx = Context::new();
     let here = format!("/invitations/{token}");
     ctx.insert("action", &here);
-    // The token is url-safe, so only the slashes need escaping.
-    ctx.insert("next_query", &here.replace('/', "%2F"));
+    ctx.insert("next_query", &query_value(&here));
     let title = match &offer {
         InvitationView::Grant {
             from,

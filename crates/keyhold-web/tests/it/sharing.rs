@@ -151,6 +151,21 @@ async fn a_carer_invited_by_mail_sees_only_what_was_shared_until_it_is_stopped()
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(resp.text().await.unwrap().contains("b***@example.test"));
 
+    // The sign-up and sign-in pages keep the way back to the invitation.
+    for path in ["/signup", "/signin"] {
+        let (status, html) = page(
+            &app,
+            &bea,
+            &format!("{path}?next=%2Finvitations%2F{invite}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "GET {path} with next");
+        assert!(
+            html.contains(&format!("next=%2Finvitations%2F{invite}")),
+            "{html}"
+        );
+    }
+
     // Bea signs up and accepts.
     sign_up_as(&app, &bea, "Bea Carer", "bea@example.test").await;
     let t = csrf_token(&app, &bea, &format!("/invitations/{invite}")).await;
