@@ -1,4 +1,5 @@
-//! Extractors: who is asking (`Viewer`), who must be signed in (`Patient`), and
+//! Extractors: who is asking (`Viewer`), who must be signed in (`SignedIn`),
+//! whose record a path names (`Subject`), and
 //! forms that are only accepted with a valid CSRF token (`Submitted`).
 
 use std::collections::HashMap;
