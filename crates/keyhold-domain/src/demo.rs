@@ -764,12 +764,14 @@ impl Keyhold {
         }
     }
 
-    /// True when no patient has been stored yet.
+    /// True when nothing (no patient, account or organisation) is stored yet:
+    /// only then does `serve --demo` seed.
     pub fn is_empty(&self) -> Result<bool, DomainError> {
-        Ok(self
-            .store
-            .scan(crate::trees::PATIENTS, b"")
-            .next()
-            .is_none())
+        // Accounts and organisations too: the demo writes them before any
+        // patient, and a run cut short there must not be seeded over.
+        use crate::trees::{ACCOUNTS, ORGS, PATIENTS};
+        Ok([PATIENTS, ACCOUNTS, ORGS]
+            .into_iter()
+            .all(|t| self.store.scan(t, b"").next().is_none()))
     }
 }

@@ -160,3 +160,21 @@ async fn the_demo_seeds_every_side_of_consent() {
         Err(brk) => panic!("audit chain broken: {brk}"),
     }
 }
+
+/// `serve --demo` seeds only an empty store: an account alone (or a demo run
+/// cut short after its accounts) is enough to leave the store alone.
+#[tokio::test]
+async fn a_store_with_only_an_account_is_not_empty() {
+    let env = Env::new();
+    assert!(env.core.is_empty().unwrap());
+    env.core
+        .create_account_for(
+            "Only Account",
+            "only@example.test",
+            "a long enough password",
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!env.core.is_empty().unwrap());
+}
