@@ -164,6 +164,12 @@ impl GrantState {
     }
 }
 
+/// The last day something ending at `ends` runs: grants end at the start of
+/// the day after the last day the patient chose (see `GrantTerms`).
+pub fn last_day(ends: OffsetDateTime) -> time::Date {
+    (ends - time::Duration::nanoseconds(1)).date()
+}
+
 impl Grant {
     pub fn state(&self, now: OffsetDateTime) -> GrantState {
         if self.revoked_at.is_some_and(|r| r <= now) {

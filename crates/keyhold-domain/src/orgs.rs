@@ -284,7 +284,7 @@ impl Keyhold {
     }
 
     /// Administrators of `org` only; anyone else gets "not found".
-    pub(crate) fn require_admin(p: &Principal, org: OrgId) -> Result<(), DomainError> {
+    pub fn require_admin(p: &Principal, org: OrgId) -> Result<(), DomainError> {
         if p.memberships
             .iter()
             .any(|m| m.org == org && m.role == StaffRole::Administrator)

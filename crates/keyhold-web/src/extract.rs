@@ -104,6 +104,17 @@ impl Subject {
 /// The named path parameters of the route, whatever their number.
 pub type Params = Path<HashMap<String, String>>;
 
+/// One path parameter, parsed; a missing or malformed one is "not found".
+pub fn param<T: std::str::FromStr>(
+    params: &HashMap<String, String>,
+    name: &str,
+) -> Result<T, WebError> {
+    params
+        .get(name)
+        .and_then(|raw| raw.parse().ok())
+        .ok_or(WebError::NotFound)
+}
+
 impl FromRequestParts<AppState> for Subject {
     type Rejection = WebError;
 

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::WebError;
-use crate::extract::{Params, Subject};
+use crate::extract::{param, Params, Subject};
 use crate::pages::{date_time, insert_errors, record_context, render, size_display};
 use crate::routes::record::whose;
 use crate::AppState;
@@ -288,10 +288,7 @@ pub async fn download(
     p: Subject,
     Path(params): Params,
 ) -> Result<Response, WebError> {
-    let id: DocumentId = params
-        .get("id")
-        .and_then(|id| id.parse().ok())
-        .ok_or(WebError::NotFound)?;
+    let id: DocumentId = param(&params, "id")?;
     let doc = state
         .core
         .open_document(&p.principal, p.patient, id)

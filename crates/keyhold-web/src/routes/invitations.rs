@@ -7,6 +7,8 @@ use axum::response::Response;
 use keyhold_domain::{Accepted, DomainError, FieldError, InvitationView};
 use tera::Context;
 
+use keyhold_domain::consent::last_day;
+
 use crate::error::WebError;
 use crate::extract::{CsrfOnly, Submitted, Viewer};
 use crate::pages::{insert_errors, long_date, query_value, render, see_other};
@@ -67,7 +69,7 @@ async fn page(
                     "patient_name": patient_name,
                     "permissions": permissions.labels(),
                     "categories": categories.iter().map(|c| c.label()).collect::<Vec<_>>(),
-                    "until": long_date((*ends - time::Duration::nanoseconds(1)).date()),
+                    "until": long_date(last_day(*ends)),
                     "purpose": purpose,
                     "invited": invited,
                 }),

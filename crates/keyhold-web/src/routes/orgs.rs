@@ -4,8 +4,6 @@
 //! report). Every decision is the domain's; pages for an organisation one is
 //! not a member of (or not an administrator of) answer "not found".
 
-use std::collections::HashMap;
-
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -14,13 +12,13 @@ use axum::Router;
 use keyhold_domain::consent::{LegalBasis, StaffRole};
 use keyhold_domain::policy::Principal;
 use keyhold_domain::{
-    AccountId, DomainError, Email, FieldError, NhsNumber, OrgId, PatientId, ProxyRequest,
+    AccountId, DomainError, Email, FieldError, Keyhold, NhsNumber, OrgId, PatientId, ProxyRequest,
 };
 use serde::{Deserialize, Serialize};
 use tera::Context;
 
 use crate::error::WebError;
-use crate::extract::{csrf_field, CsrfOnly, Params, SignedIn, Submitted, Viewer};
+use crate::extract::{csrf_field, param, CsrfOnly, Params, SignedIn, Submitted, Viewer};
 use crate::pages::{date_time, insert_errors, render, see_other};
 use crate::routes::terms::TermsForm;
 use crate::AppState;
@@ -65,16 +63,6 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
     })
 }
 
-fn param<T: std::str::FromStr>(
-    params: &HashMap<String, String>,
-    name: &str,
-) -> Result<T, WebError> {
-    params
-        .get(name)
-        .and_then(|raw| raw.parse().ok())
-        .ok_or(WebError::NotFound)
-}
-
 fn signed_in(viewer: &Viewer) -> Result<Principal, WebError> {
     viewer.principal.clone().ok_or(WebError::Unauthenticated)
 }
@@ -88,11 +76,10 @@ fn role_in(p: &Principal, org: OrgId) -> Result<StaffRole, WebError> {
         .ok_or(WebError::NotFound)
 }
 
+/// The domain's rule (administrators only; anyone else: not found), checked
+/// before a page shows anything.
 fn require_admin(p: &Principal, org: OrgId) -> Result<(), WebError> {
-    match role_in(p, org)? {
-        StaffRole::Administrator => Ok(()),
-        _ => Err(WebError::NotFound),
-    }
+    Ok(Keyhold::require_admin(p, org)?)
 }
 
 /// The context of every organisation page, and the organisation's name.

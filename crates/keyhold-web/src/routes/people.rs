@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use tera::Context;
 
+use keyhold_domain::consent::last_day;
+
 use crate::error::WebError;
 use crate::extract::SignedIn;
 use crate::pages::{long_date, render};
@@ -21,7 +23,7 @@ pub async fn list(State(state): State<AppState>, s: SignedIn) -> Result<Response
                 "name": c.name,
                 "permissions": c.permissions.labels(),
                 "categories": c.categories.iter().map(|c| c.label()).collect::<Vec<_>>(),
-                "until": long_date((c.ends - time::Duration::nanoseconds(1)).date()),
+                "until": long_date(last_day(c.ends)),
             })
         })
         .collect();

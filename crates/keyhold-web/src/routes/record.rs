@@ -11,7 +11,7 @@ use tera::Context;
 use time::{Date, Month};
 
 use crate::error::WebError;
-use crate::extract::{csrf_field, Params, Subject, Submitted};
+use crate::extract::{csrf_field, param, Params, Subject, Submitted};
 use crate::pages::{date_time, insert_errors, long_date, record_context, render, see_other};
 use crate::AppState;
 
@@ -332,10 +332,7 @@ pub async fn entry(
     p: Subject,
     Path(params): Params,
 ) -> Result<Response, WebError> {
-    let id: EntryId = params
-        .get("id")
-        .and_then(|id| id.parse().ok())
-        .ok_or(WebError::NotFound)?;
+    let id: EntryId = param(&params, "id")?;
     let e = state.core.entry(&p.principal, p.patient, id).await?;
     let header = state.core.header(&p.principal, p.patient).await?;
     let mut ctx = record_context(&state, &p, &header.demographics, &header.standing);

@@ -7,28 +7,17 @@ use axum::response::Response;
 use keyhold_domain::consent::GrantState;
 use keyhold_domain::{DomainError, Email, FieldError, GrantId, GrantView, NewGrantee, OrgId};
 use serde::{Deserialize, Serialize};
-use time::Duration;
+
+use keyhold_domain::consent::last_day;
 
 use crate::error::WebError;
-use crate::extract::{csrf_field, CsrfOnly, Params, Subject, Submitted};
+use crate::extract::{csrf_field, param, CsrfOnly, Params, Subject, Submitted};
 use crate::pages::{date_time, insert_errors, long_date, record_context, render, see_other};
 use crate::routes::record::whose;
 use crate::routes::terms::TermsForm;
 use crate::AppState;
 
 csrf_field!(ShareForm, ChangeForm);
-
-fn grant_id(params: &std::collections::HashMap<String, String>) -> Result<GrantId, WebError> {
-    params
-        .get("grant")
-        .and_then(|g| g.parse().ok())
-        .ok_or(WebError::NotFound)
-}
-
-/// The last day a grant runs (it ends at the start of the next).
-fn last_day(v: &GrantView) -> time::Date {
-    (v.grant.ends - Duration::nanoseconds(1)).date()
-}
 
 fn grant_row(v: &GrantView) -> serde_json::Value {
     let g = &v.grant;
@@ -52,7 +41,7 @@ fn grant_row(v: &GrantView) -> serde_json::Value {
         "permissions": g.permissions.labels(),
         "categories": g.categories.iter().map(|c| c.label()).collect::<Vec<_>>(),
         "since": long_date(g.starts.date()),
-        "until": long_date(last_day(v)),
+        "until": long_date(last_day(v.grant.ends)),
         "stopped": g.revoked_at.map(date_time),
         "purpose": g.purpose,
         "proxy": g.proxy.as_ref().map(|x| serde_json::json!({
@@ -249,7 +238,7 @@ async fn change_page(
     let from_grant = TermsForm::from_terms(
         v.grant.permissions,
         &v.grant.categories,
-        last_day(&v),
+        last_day(v.grant.ends),
         &v.grant.purpose,
     );
     let terms = form.unwrap_or(&from_grant);
@@ -267,7 +256,7 @@ pub async fn change_page_get(
     p: Subject,
     Path(params): Params,
 ) -> Result<Response, WebError> {
-    let id = grant_id(&params)?;
+    let id = param::<GrantId>(&params, "grant")?;
     change_page(&state, &p, id, StatusCode::OK, None, &[]).await
 }
 
@@ -277,7 +266,7 @@ pub async fn change(
     Path(params): Params,
     s: Submitted<ChangeForm>,
 ) -> Result<Response, WebError> {
-    let id = grant_id(&params)?;
+    let id = param::<GrantId>(&params, "grant")?;
     let form = s.form;
     let terms = match form.terms.parse() {
         Ok(t) => t,
@@ -320,7 +309,7 @@ pub async fn stop(
     Path(params): Params,
     _s: Submitted<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    let id = grant_id(&params)?;
+    let id = param::<GrantId>(&params, "grant")?;
     state.core.revoke_grant(&p.principal, p.patient, id).await?;
     see_other(&p.at("/sharing?done=stopped"))
 }
