@@ -82,9 +82,7 @@ fn open_db(dir: &Path) -> Result<sled::Db, StorageError> {
     loop {
         match sled::Config::new().path(dir).open() {
             Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock && started.elapsed() < LOCK_WAIT =>
-            {
+            Err(sled::Error::Io(e)) if is_lock_busy(&e) && started.elapsed() < LOCK_WAIT => {
                 if !told && started.elapsed() > Duration::from_secs(1) {
                     tracing::info!(
                         store = %dir.display(),
@@ -103,6 +101,14 @@ fn open_db(dir: &Path) -> Result<sled::Db, StorageError> {
             }
         }
     }
+}
+
+/// Whether sled failed only because the folder lock is held. sled 0.34 wraps
+/// the `WouldBlock` from its lock call in an `Other` error with a message, so
+/// the kind alone does not tell.
+fn is_lock_busy(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || e.to_string().starts_with("could not acquire lock")
 }
 
 /// Opens (or creates) the sled store in `dir`.

@@ -188,3 +188,22 @@ fn indexed_appends_write_one_index_key_per_entry_with_its_sequence() {
         assert!(s.get(LOG, seq).unwrap().unwrap().ends_with(b"b"));
     });
 }
+
+#[test]
+fn sled_waits_for_a_lock_that_is_let_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open_sled(dir.path(), chains()).unwrap();
+    let mut b = Batch::new();
+    b.put(T, b"k".to_vec(), b"v".to_vec());
+    first.submit(b).wait().unwrap();
+    // Let go of the first handle a little later, from another thread, as
+    // sled's own background threads do after a close.
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        drop(first);
+    });
+    let second = open_sled(dir.path(), chains())
+        .expect("a second open should wait for the lock rather than fail at once");
+    assert_eq!(second.get(T, b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    holder.join().unwrap();
+}
