@@ -2,6 +2,7 @@
 # Installs what the browser end-to-end tests need:
 #   - Debian's chromium (playwright-core drives it; no browser download is made)
 #   - the pinned npm packages in tests/e2e (npm ci, from package-lock.json)
+#   - the pinned npm packages of the test OpenID provider in tests/idp (npm ci)
 # Idempotent: each step is skipped when its result is already in place.
 # Usage: bash tests/e2e/setup.sh
 set -euo pipefail
@@ -53,6 +54,20 @@ else
   # playwright-core downloads no browser; the variable guards against any
   # install hook that would try.
   (cd "$here" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund) || die "npm ci failed"
+fi
+
+# --- the test OpenID provider (tests/idp) ----------------------------------
+idp_dir="$(cd "$here/.." && pwd)/idp"
+[[ -f "$idp_dir/package-lock.json" ]] || die "$idp_dir/package-lock.json is missing"
+
+# Same check as above, for tests/idp's own node_modules.
+idp_stamp="$idp_dir/node_modules/.package-lock.json"
+if [[ -f "$idp_stamp" && "$idp_stamp" -nt "$idp_dir/package-lock.json" && "$idp_stamp" -nt "$idp_dir/package.json" \
+      && -d "$idp_dir/node_modules/oidc-provider" && -d "$idp_dir/node_modules/jose" ]]; then
+  log "node_modules up to date in $idp_dir (npm ci skipped)"
+else
+  log "npm ci in $idp_dir"
+  (cd "$idp_dir" && npm ci --no-audit --no-fund) || die "npm ci failed in $idp_dir"
 fi
 
 log "done. Run the tests with: (cd $here && npm test)"

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::audit::{AuditAction, AuditActor, AuditEvent, Outcome};
+use crate::identity::IdentityLevel;
 use crate::ids::KeyOwner;
 use crate::policy::Principal;
 use crate::rows::{AccountRowV1, SessionRowV1};
@@ -88,7 +89,7 @@ pub struct SignedIn {
 const EMAIL_INDEX: &str = "email";
 
 impl Keyhold {
-    fn email_key(&self, email: &Email) -> Vec<u8> {
+    pub(crate) fn email_key(&self, email: &Email) -> Vec<u8> {
         self.vault.blind(EMAIL_INDEX, &email.normalised()).to_vec()
     }
 
@@ -117,6 +118,10 @@ impl Keyhold {
             patient,
             name: Some(name),
             created_at: self.clock.now(),
+            level: IdentityLevel::P0,
+            nhs_login: false,
+            verified_by: None,
+            verified_at: None,
         };
         let key = self.email_key(email);
         batch.require_absent(ACCOUNTS_BY_EMAIL, key.clone());
@@ -222,7 +227,7 @@ impl Keyhold {
             }
             Err(e) => return Err(e.into()),
         }
-        let principal = Principal::patient(account, Some(patient));
+        let principal = Principal::patient(account, Some(patient), IdentityLevel::P0);
         let token = self.start_session(account, now).await?;
         Ok(SignedIn { principal, token })
     }
@@ -245,20 +250,21 @@ impl Keyhold {
             None => None,
         };
         let now = self.clock.now();
-        let (ok, account, patient) = match found {
-            Some((id, row)) => {
+        let (ok, account, patient, level) = match found {
+            // An account made through NHS login has no password to match.
+            Some((id, row)) if !row.password.is_empty() => {
                 let phc = row.password.clone();
                 let ok = self
                     .hashing
                     .run(move |h| h.verify(password.as_bytes(), &phc))
                     .await?;
-                (ok, Some(id), row.patient)
+                (ok, Some(id), row.patient, row.level)
             }
-            None => {
+            found => {
                 self.hashing
                     .run(move |h| h.dummy_verify(password.as_bytes()))
                     .await?;
-                (false, None, None)
+                (false, found.map(|(id, _)| id), None, IdentityLevel::P0)
             }
         };
         let mut actor = AuditActor::anonymous();
@@ -293,6 +299,7 @@ impl Keyhold {
                     principal: Principal {
                         account,
                         own_patient: patient,
+                        level,
                         memberships: self.memberships_of(account)?,
                     },
                     token,
@@ -302,7 +309,7 @@ impl Keyhold {
         }
     }
 
-    fn account_row(&self, id: AccountId) -> Result<AccountRowV1, DomainError> {
+    pub(crate) fn account_row(&self, id: AccountId) -> Result<AccountRowV1, DomainError> {
         let raw = self
             .store
             .get(ACCOUNTS, id.as_bytes())?
@@ -355,7 +362,7 @@ impl Keyhold {
         Email::parse(s).map_err(|_| DomainError::Internal("stored email does not parse".into()))
     }
 
-    async fn start_session(
+    pub(crate) async fn start_session(
         &self,
         account: AccountId,
         now: OffsetDateTime,
@@ -404,6 +411,7 @@ impl Keyhold {
         Ok(Some(Principal {
             account: row.account,
             own_patient: account.patient,
+            level: account.level,
             memberships: self.memberships_of(row.account)?,
         }))
     }

@@ -38,6 +38,7 @@ pub enum AuditAction {
     Revoke,
     BreakGlass,
     KeyRotation,
+    VerifyIdentity,
 }
 
 impl AuditAction {
@@ -55,6 +56,7 @@ impl AuditAction {
             AuditAction::Grant => "Shared",
             AuditAction::Revoke => "Stopped sharing",
             AuditAction::BreakGlass => "Emergency access",
+            AuditAction::VerifyIdentity => "Identity checked",
             AuditAction::KeyRotation => "Rotated keys",
         }
     }

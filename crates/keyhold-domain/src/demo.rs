@@ -13,6 +13,7 @@ use time::{Date, Duration, Month, Time};
 use crate::audit::{AuditAction, AuditActor, AuditEvent, Outcome};
 use crate::consent::{Grant, Grantee, Permissions, StaffRole};
 use crate::documents::NewDocument;
+use crate::identity::IdentityLevel;
 use crate::record::{EmergencyContact, Gender};
 use crate::upload::FileType;
 use crate::{
@@ -151,6 +152,11 @@ pub const DEMO_DOCTOR: &str = "doctor@demo.keyhold.test";
 /// A carer with no record of their own, whom the demo patient shares with.
 pub const DEMO_CARER: &str = "carer@demo.keyhold.test";
 /// Every demo sign-in, in the order `seed_demo` returns them.
+/// The synthetic NHS number of the demo record that NHS login's test users
+/// (tests/idp/users.json: `p9` and `p5`) sign in to. No account owns it until
+/// one of them does.
+pub const DEMO_NHS_LOGIN_NHS_NUMBER: &str = "9990000018";
+
 pub const DEMO_EMAILS: [&str; 6] = [
     DEMO_PATIENT,
     DEMO_SENSITIVE,
@@ -663,10 +669,18 @@ impl Keyhold {
         self.add_member(hospital, doctor, StaffRole::Doctor).await?;
 
         let mut gen = Generator::new(rand::rngs::StdRng::from_entropy());
+        gen.used_nhs.insert(DEMO_NHS_LOGIN_NHS_NUMBER.into());
+        let nhs_login_number = NhsNumber::parse(DEMO_NHS_LOGIN_NHS_NUMBER)
+            .map_err(|e| DomainError::Internal(format!("demo NHS number: {e}")))?;
         let mut accounts = Vec::new();
         let mut demo_patient = None;
         for i in 0..8 {
             let (mut d, mut identity) = gen.person()?;
+            if i == 3 {
+                d.nhs_number = Some(nhs_login_number);
+                identity.nhs_number = nhs_login_number.digits();
+                identity.nhs_number_formatted = nhs_login_number.to_string();
+            }
             let login = match i {
                 0 => Some((DEMO_PATIENT, "a patient with a full record")),
                 1 => Some((DEMO_SENSITIVE, "a patient whose record is marked sensitive")),
@@ -682,6 +696,7 @@ impl Keyhold {
                 d.email = Email::parse(email).ok();
             }
             let name = d.full_name();
+            let nhs = d.nhs_number;
             let gp_org = (i == 0).then_some(riverside);
             let patient = self
                 .seed_patient_of(&mut gen, d, &mut identity, gp_org)
@@ -690,6 +705,15 @@ impl Keyhold {
                 let account = self
                     .create_account_for(&name, email, DEMO_PASSWORD, Some(patient))
                     .await?;
+                // Their identity was checked, so they see the whole record.
+                self.verify_identity(
+                    &Email::parse(email)
+                        .map_err(|e| DomainError::Internal(format!("demo email: {e}")))?,
+                    IdentityLevel::P9,
+                    nhs,
+                    "synthetic demo patient",
+                )
+                .await?;
                 if i == 0 {
                     demo_patient = Some((patient, account));
                 }

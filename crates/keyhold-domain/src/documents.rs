@@ -309,9 +309,7 @@ impl Keyhold {
         };
         // Missing and not allowed are decided (and audited) the same way.
         let resource = match &doc {
-            Some(d) => {
-                Resource::in_category(patient, d.meta.category).contributed_by(d.meta.source.org())
-            }
+            Some(d) => Resource::in_category(patient, d.meta.category).entered_by(&d.meta.source),
             None => Resource::whole(patient),
         };
         let access = self

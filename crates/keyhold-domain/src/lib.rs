@@ -17,6 +17,7 @@ pub mod demo;
 mod documents;
 mod email;
 mod error;
+mod identity;
 mod ids;
 pub mod keystore;
 mod nhs_number;
@@ -38,6 +39,7 @@ pub use category::Category;
 pub use documents::{DocumentMeta, DocumentReader, NewDocument, CHUNK_SIZE};
 pub use email::{Email, EmailError};
 pub use error::{DomainError, FieldError};
+pub use identity::{IdentityLevel, IdentityStatus, LoginFlow, VerifiedBy, VerifiedIdentity};
 pub use ids::{
     AccountId, BreakGlassId, DocumentId, EntryId, GrantId, OrgId, PatientId, StaffInviteId,
 };

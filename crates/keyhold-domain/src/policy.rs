@@ -6,7 +6,9 @@
 //!
 //! The rules, in the order they are tried (the first that allows wins, and
 //! names the basis the audit records):
-//! 1. **Owner**: the patient may do everything with their own record.
+//! 1. **Owner**: the patient may do everything with their own record, except
+//!    that below identity level P9 they do not see what organisations entered
+//!    (`identity` has the table).
 //! 2. **Account grant** (a carer or proxy): an active grant to this account,
 //!    with the permission the action needs and, for a categorised resource, a
 //!    category it names.
@@ -26,6 +28,8 @@
 use time::OffsetDateTime;
 
 use crate::consent::{BreakGlass, Grant, GrantState, Grantee, Membership};
+use crate::identity::IdentityLevel;
+use crate::record::Source;
 use crate::{AccountId, BreakGlassId, Category, GrantId, OrgId, PatientId};
 
 /// Who is asking, as established by sign-in.
@@ -34,16 +38,24 @@ pub struct Principal {
     pub account: AccountId,
     /// The record this account is the patient of, if any.
     pub own_patient: Option<PatientId>,
+    /// How sure we are the account holder is that patient; below P9 the
+    /// owner does not see what organisations entered (see `identity`).
+    pub level: IdentityLevel,
     /// Active memberships of organisations (removed ones are not loaded).
     pub memberships: Vec<Membership>,
 }
 
 impl Principal {
     /// Someone with an account and a record, and no organisation.
-    pub fn patient(account: AccountId, own_patient: Option<PatientId>) -> Self {
+    pub fn patient(
+        account: AccountId,
+        own_patient: Option<PatientId>,
+        level: IdentityLevel,
+    ) -> Self {
         Principal {
             account,
             own_patient,
+            level,
             memberships: Vec::new(),
         }
     }
@@ -87,6 +99,9 @@ pub struct Resource {
     pub patient: PatientId,
     pub category: Option<Category>,
     pub contributed_by: Option<OrgId>,
+    /// Entered by an organisation (a Keyhold one or history imported by
+    /// name), not by the patient.
+    pub from_organisation: bool,
 }
 
 impl Resource {
@@ -96,6 +111,7 @@ impl Resource {
             patient,
             category: None,
             contributed_by: None,
+            from_organisation: false,
         }
     }
 
@@ -105,11 +121,19 @@ impl Resource {
             patient,
             category: Some(category),
             contributed_by: None,
+            from_organisation: false,
         }
     }
 
     pub fn contributed_by(mut self, org: Option<OrgId>) -> Self {
         self.contributed_by = org;
+        self
+    }
+
+    /// Where an entry or document came from.
+    pub fn entered_by(mut self, source: &Source) -> Self {
+        self.contributed_by = source.org();
+        self.from_organisation = matches!(source, Source::Organisation { .. });
         self
     }
 }
@@ -182,6 +206,9 @@ pub fn decide(
     now: OffsetDateTime,
 ) -> Decision {
     if principal.own_patient == Some(resource.patient) {
+        if resource.from_organisation && !principal.level.sees_clinical_entries() {
+            return Decision::Deny(DenyReason::NotCovered);
+        }
         return Decision::Allow(Basis::Owner);
     }
     let mut related = false;

@@ -166,6 +166,7 @@ fn scene(role: Role, patient: PatientId, state: GrantState) -> Scene {
         principal: Principal {
             account,
             own_patient: own,
+            level: IdentityLevel::P9,
             memberships,
         },
         grants,
@@ -193,6 +194,7 @@ fn table_every_role_action_state_and_category() {
                         patient,
                         category,
                         contributed_by: None,
+                        from_organisation: false,
                     };
                     let allowed =
                         decide(&s.principal, action, &resource, &facts, now()).is_allowed();
@@ -372,6 +374,8 @@ struct Case {
     break_glass: Vec<(usize, usize, i64, i64)>,
     category: Option<Category>,
     contributed_by: Option<usize>,
+    level: IdentityLevel,
+    from_organisation: bool,
 }
 
 fn arb_case() -> impl Strategy<Value = Case> {
@@ -383,9 +387,15 @@ fn arb_case() -> impl Strategy<Value = Case> {
         prop::collection::vec((0..ACCOUNTS, 0..ORGS, -90i64..30, 1i64..90), 0..3),
         prop::option::of(arb_category()),
         prop::option::of(0..ORGS),
+        prop::sample::select(vec![
+            IdentityLevel::P0,
+            IdentityLevel::P5,
+            IdentityLevel::P9,
+        ]),
+        any::<bool>(),
     )
         .prop_map(
-            |(me, own, memberships, grants, break_glass, category, contributed_by)| Case {
+            |(
                 me,
                 own,
                 memberships,
@@ -393,6 +403,19 @@ fn arb_case() -> impl Strategy<Value = Case> {
                 break_glass,
                 category,
                 contributed_by,
+                level,
+                from_organisation,
+            )| Case {
+                me,
+                own,
+                memberships,
+                grants,
+                break_glass,
+                category,
+                // An organisation's contribution is always from an organisation.
+                from_organisation: from_organisation || contributed_by.is_some(),
+                contributed_by,
+                level,
             },
         )
 }
@@ -401,6 +424,7 @@ fn build(w: &World, c: &Case) -> (Principal, Vec<Grant>, Vec<BreakGlass>, Resour
     let principal = Principal {
         account: w.accounts[c.me],
         own_patient: if c.own { Some(w.patient) } else { None },
+        level: c.level,
         memberships: c
             .memberships
             .iter()
@@ -462,6 +486,7 @@ fn build(w: &World, c: &Case) -> (Principal, Vec<Grant>, Vec<BreakGlass>, Resour
         patient: w.patient,
         category: c.category,
         contributed_by: c.contributed_by.map(|o| w.orgs[o]),
+        from_organisation: c.from_organisation,
     };
     (principal, grants, break_glass, resource)
 }
@@ -483,20 +508,23 @@ fn read_is_justified(p: &Principal, grants: &[Grant], bgs: &[BreakGlass], r: &Re
         .map(|m| m.org)
         .collect();
     let t = now();
-    p.own_patient == Some(r.patient)
-        || grants.iter().any(|g| {
-            let mine = match &g.grantee {
-                Grantee::Account { account } => *account == p.account,
-                Grantee::Organisation { org } => clinical.contains(org),
-                Grantee::Invitation { .. } => false,
-            };
-            mine && g.revoked_at.is_none_or(|x| x > t)
-                && g.starts <= t
-                && t < g.ends
-                && g.permissions.read
-                && r.category.is_none_or(|c| g.categories.contains(&c))
-        })
-        || r.contributed_by.is_some_and(|o| clinical.contains(&o))
+    // The owner stands on ownership alone: everything at P9, and below it
+    // nothing an organisation entered.
+    if p.own_patient == Some(r.patient) {
+        return !r.from_organisation || p.level == IdentityLevel::P9;
+    }
+    grants.iter().any(|g| {
+        let mine = match &g.grantee {
+            Grantee::Account { account } => *account == p.account,
+            Grantee::Organisation { org } => clinical.contains(org),
+            Grantee::Invitation { .. } => false,
+        };
+        mine && g.revoked_at.is_none_or(|x| x > t)
+            && g.starts <= t
+            && t < g.ends
+            && g.permissions.read
+            && r.category.is_none_or(|c| g.categories.contains(&c))
+    }) || r.contributed_by.is_some_and(|o| clinical.contains(&o))
         || bgs.iter().any(|b| {
             b.account == p.account
                 && clinical.contains(&b.org)
@@ -504,6 +532,53 @@ fn read_is_justified(p: &Principal, grants: &[Grant], bgs: &[BreakGlass], r: &Re
                 && t < b.expires_at
                 && r.category != Some(Category::Restricted)
         })
+}
+
+#[test]
+fn the_owner_sees_organisation_entries_only_at_p9() {
+    let patient = PatientId::new_random();
+    let org = OrgId::new_random();
+    let own = Resource::in_category(patient, Category::General).entered_by(&Source::PatientEntered);
+    let theirs =
+        Resource::in_category(patient, Category::General).entered_by(&Source::Organisation {
+            name: "Riverside Medical Practice".into(),
+            org: Some(org),
+        });
+    let imported =
+        Resource::in_category(patient, Category::General).entered_by(&Source::Organisation {
+            name: "St Oswald's Hospital".into(),
+            org: None,
+        });
+    let facts = Facts::default();
+    for (level, sees_org) in [
+        (IdentityLevel::P0, false),
+        (IdentityLevel::P5, false),
+        (IdentityLevel::P9, true),
+    ] {
+        let p = Principal::patient(AccountId::new_random(), Some(patient), level);
+        for action in Action::ALL {
+            assert!(
+                decide(&p, action, &own, &facts, now()).is_allowed(),
+                "{level} owner: {action:?} of what they entered"
+            );
+            assert!(
+                decide(&p, action, &Resource::whole(patient), &facts, now()).is_allowed(),
+                "{level} owner: {action:?} of the record as a whole"
+            );
+        }
+        for r in [&theirs, &imported] {
+            assert_eq!(
+                decide(&p, Action::Read, r, &facts, now()).is_allowed(),
+                sees_org,
+                "{level} owner reading an organisation's entry"
+            );
+            assert_eq!(
+                decide(&p, Action::Export, r, &facts, now()).is_allowed(),
+                sees_org,
+                "{level} owner downloading an organisation's document"
+            );
+        }
+    }
 }
 
 /// The grant a decision rests on, if it rests on one.

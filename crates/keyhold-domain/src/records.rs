@@ -103,7 +103,7 @@ impl Access {
         self.allows(
             p,
             action,
-            &Resource::in_category(patient, category).contributed_by(source.org()),
+            &Resource::in_category(patient, category).entered_by(source),
         )
     }
 }
@@ -260,6 +260,17 @@ impl Keyhold {
         d: &Demographics,
     ) -> Result<PatientId, DomainError> {
         let id = PatientId::new_random();
+        self.new_patient_with_id(batch, id, d)?;
+        Ok(id)
+    }
+
+    /// As `new_patient`, under an id the caller chose.
+    pub(crate) fn new_patient_with_id(
+        &self,
+        batch: &mut Batch,
+        id: PatientId,
+        d: &Demographics,
+    ) -> Result<(), DomainError> {
         let owner = KeyOwner::Patient(id);
         let dek = self.vault.create_key(owner, batch)?;
         let sealed = self
@@ -277,7 +288,7 @@ impl Keyhold {
             batch.require_absent(PATIENTS_BY_NHS, key.clone());
             batch.put(PATIENTS_BY_NHS, key, id.as_bytes().to_vec());
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Operator and organisations: registers a patient's record (the demo,
@@ -318,6 +329,58 @@ impl Keyhold {
             .store
             .get(PATIENTS_BY_NHS, &key)?
             .and_then(|b| PatientId::from_bytes(&b)))
+    }
+
+    /// Adds to `batch` a new version of the patient's demographics, changed
+    /// by `change`; the write requires the version it read, so a concurrent
+    /// change makes the batch fail rather than be lost. A new NHS number is
+    /// indexed (and must be free).
+    pub(crate) fn change_demographics_into(
+        &self,
+        batch: &mut Batch,
+        patient: PatientId,
+        change: impl FnOnce(&mut Demographics),
+    ) -> Result<(), DomainError> {
+        let raw = self
+            .store
+            .get(PATIENTS, patient.as_bytes())?
+            .ok_or(DomainError::NotFound)?;
+        let row: PatientRowV1 = serde_json::from_slice(&raw)?;
+        let mut d = self.load_demographics(patient)?;
+        let before = d.nhs_number;
+        change(&mut d);
+        let dek = self.vault.key(KeyOwner::Patient(patient))?;
+        let version = row.version + 1;
+        let sealed = self.vault.seal(
+            &dek,
+            &Aad::demographics(&patient, version),
+            &serde_json::to_vec(&d)?,
+        )?;
+        let new_row = PatientRowV1 {
+            version,
+            demographics: sealed,
+            created_at: row.created_at,
+        };
+        batch.require_equals(PATIENTS, patient.as_bytes().to_vec(), Some(raw));
+        batch.put(
+            PATIENTS,
+            patient.as_bytes().to_vec(),
+            serde_json::to_vec(&new_row)?,
+        );
+        if d.nhs_number != before {
+            if let Some(old) = before {
+                batch.delete(
+                    PATIENTS_BY_NHS,
+                    self.vault.blind(NHS_INDEX, &old.digits()).to_vec(),
+                );
+            }
+            if let Some(nhs) = d.nhs_number {
+                let key = self.vault.blind(NHS_INDEX, &nhs.digits()).to_vec();
+                batch.require_absent(PATIENTS_BY_NHS, key.clone());
+                batch.put(PATIENTS_BY_NHS, key, patient.as_bytes().to_vec());
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn load_demographics(
@@ -473,7 +536,7 @@ impl Keyhold {
         };
         // Missing and not allowed are decided (and audited) the same way.
         let resource = match &entry {
-            Some(e) => Resource::in_category(patient, e.category).contributed_by(e.source.org()),
+            Some(e) => Resource::in_category(patient, e.category).entered_by(&e.source),
             None => Resource::whole(patient),
         };
         let access = self

@@ -57,6 +57,20 @@ pub(crate) struct AccountRowV1 {
     pub name: Option<Vec<u8>>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Identity proofing level (P0 until a check or NHS login says more).
+    #[serde(default)]
+    pub level: crate::identity::IdentityLevel,
+    /// Whether an NHS login identity is linked (its index holds the `sub`).
+    #[serde(default)]
+    pub nhs_login: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_by: Option<crate::identity::VerifiedBy>,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verified_at: Option<OffsetDateTime>,
 }
 
 #[derive(Serialize, Deserialize)]

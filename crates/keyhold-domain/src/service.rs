@@ -8,7 +8,7 @@ use std::sync::Arc;
 use keyhold_crypto::PasswordHasher;
 use keyhold_mail::{Mailer, OutgoingMail};
 use keyhold_storage::{open_memory, open_sled, Batch, ChainLink, Store};
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 use tokio::sync::Semaphore;
 
 use crate::audit::{AuditChain, AuditLog};
@@ -237,6 +237,11 @@ impl Keyhold {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The service's clock (fixed in tests).
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
     }
 
     pub fn settings(&self) -> &Settings {

@@ -12,6 +12,10 @@ pub const DEKS: TreeName = TreeName::new("deks");
 pub const ACCOUNTS: TreeName = TreeName::new("accounts");
 /// `blind("email", normalised email)` → `account_id`.
 pub const ACCOUNTS_BY_EMAIL: TreeName = TreeName::new("accounts_by_email");
+/// blind(NHS login `sub`) → account id.
+pub const ACCOUNTS_BY_NHS_LOGIN: TreeName = TreeName::new("accounts_by_nhs_login");
+/// Sign-ins in progress at NHS login: start time ‖ SHA-256(cookie token).
+pub const LOGIN_FLOWS: TreeName = TreeName::new("login_flows");
 /// `sha256(session token)` → `SessionRowV1`. The token itself is never stored.
 pub const SESSIONS: TreeName = TreeName::new("sessions");
 /// `patient_id` → `PatientRowV1` (sealed demographics).

@@ -22,10 +22,12 @@ use tokio::net::TcpListener;
 pub use error::WebError;
 
 /// Settings that only the web layer cares about.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct WebConfig {
     /// Set behind TLS: cookies get `Secure` and the `__Host-` prefix, and HSTS is sent.
     pub secure_cookies: bool,
+    /// Sign-in with NHS login, when configured.
+    pub nhs_login: Option<Arc<keyhold_oidc::RelyingParty>>,
 }
 
 /// Shared by every handler through axum's `State`.

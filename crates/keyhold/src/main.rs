@@ -86,6 +86,53 @@ enum Command {
         #[command(subcommand)]
         command: OrgCommand,
     },
+    /// Identity checks of email accounts.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
+    /// NHS login (OpenID Connect) set-up.
+    Oidc {
+        #[command(subcommand)]
+        command: OidcCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// Record that you checked an account holder's identity, and link the
+    /// account to the record of the NHS number you confirmed.
+    Verify {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        keys: PathBuf,
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+        /// P9: photo ID seen (sees the whole record); P5: basic check
+        /// (demographics and what they entered); P0: withdraws a check.
+        #[arg(long)]
+        level: String,
+        /// The NHS number the check confirmed (needed for P5 and P9).
+        #[arg(long)]
+        nhs_number: Option<String>,
+        /// How you checked, for the audit trail (for example "passport seen at reception").
+        #[arg(long)]
+        note: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum OidcCommand {
+    /// Print the public JWKS of the client key, to register with NHS login.
+    Jwks {
+        /// The client's RSA private key, PKCS#8 PEM [default: KEYS/oidc-client.pem].
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long)]
+        keys: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -318,8 +365,90 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Err(e) => return Err(e.into()),
             }
         }
+        Command::Identity {
+            command:
+                IdentityCommand::Verify {
+                    data,
+                    keys,
+                    email,
+                    level,
+                    nhs_number,
+                    note,
+                },
+        } => {
+            existing_store(&data)?;
+            let core = open(&data, &keys)?;
+            let parsed = (|| {
+                let email = keyhold_domain::Email::parse(&email)
+                    .map_err(|e| DomainError::invalid("email", e.to_string()))?;
+                let level = keyhold_domain::IdentityLevel::parse(&level)?;
+                let nhs = match &nhs_number {
+                    Some(n) => Some(
+                        keyhold_domain::NhsNumber::parse(n)
+                            .map_err(|e| DomainError::invalid("nhs-number", e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                Ok::<_, DomainError>((email, level, nhs))
+            })();
+            let result = match parsed {
+                Ok((email, level, nhs)) => runtime()?
+                    .block_on(core.verify_identity(&email, level, nhs, &note))
+                    .map(|r| (r, level)),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(((account, patient), level)) => {
+                    println!("account {account}: identity recorded as {level}");
+                    match patient {
+                        Some(p) => println!("linked to record {p}"),
+                        None => println!("no record linked"),
+                    }
+                }
+                Err(DomainError::Invalid(errors)) => {
+                    for e in errors {
+                        eprintln!("{}: {}", e.field, e.message);
+                    }
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Command::Oidc {
+            command: OidcCommand::Jwks { key, keys },
+        } => {
+            let key = key.unwrap_or_else(|| keys.join(OIDC_CLIENT_KEY));
+            let key = keyhold_oidc::ClientKey::load(&key)?;
+            println!("{}", serde_json::to_string_pretty(&key.jwks())?);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The client key's file name in the keys folder.
+const OIDC_CLIENT_KEY: &str = "oidc-client.pem";
+
+/// NHS login from the environment, if `KEYHOLD_OIDC_ISSUER` is set:
+/// `KEYHOLD_OIDC_CLIENT_ID` (required), `KEYHOLD_OIDC_CLIENT_KEY` (default
+/// KEYS/oidc-client.pem), `KEYHOLD_OIDC_REDIRECT_URL` (default
+/// PUBLIC_URL/auth/nhs/callback), `KEYHOLD_OIDC_VTR` (a JSON array; default
+/// NHS login's P9 vectors).
+fn nhs_login(keys: &Path, public_url: &str) -> Result<Option<Arc<keyhold_oidc::RelyingParty>>> {
+    let Ok(issuer) = std::env::var("KEYHOLD_OIDC_ISSUER") else {
+        return Ok(None);
+    };
+    let client_id = std::env::var("KEYHOLD_OIDC_CLIENT_ID")
+        .context("KEYHOLD_OIDC_ISSUER is set, so KEYHOLD_OIDC_CLIENT_ID must be too")?;
+    let key = std::env::var_os("KEYHOLD_OIDC_CLIENT_KEY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| keys.join(OIDC_CLIENT_KEY));
+    let redirect = std::env::var("KEYHOLD_OIDC_REDIRECT_URL")
+        .unwrap_or_else(|_| format!("{}/auth/nhs/callback", public_url.trim_end_matches('/')));
+    let vtr = std::env::var("KEYHOLD_OIDC_VTR").ok();
+    let config =
+        keyhold_oidc::OidcConfig::new(&issuer, &client_id, key, &redirect, vtr.as_deref())?;
+    tracing::info!(issuer = %config.issuer.as_str(), client_id = %config.client_id, vtr = %config.vtr.to_json(), redirect = %config.redirect_url, "NHS login");
+    Ok(Some(Arc::new(keyhold_oidc::RelyingParty::new(config)?)))
 }
 
 /// Refuses an output file inside `dir`, comparing canonical paths so neither
@@ -469,7 +598,13 @@ fn serve(
         } else {
             None
         };
-        let state = AppState::new(core.clone(), WebConfig { secure_cookies: std::env::var("KEYHOLD_SECURE_COOKIES").as_deref() == Ok("1") })?;
+        let state = AppState::new(
+            core.clone(),
+            WebConfig {
+                secure_cookies: std::env::var("KEYHOLD_SECURE_COOKIES").as_deref() == Ok("1"),
+                nhs_login: nhs_login(keys, &core.settings().public_url)?,
+            },
+        )?;
         let app = Application::from_std(state, listener).with_context(|| format!("listening on {addr}"))?;
         println!("keyhold listening on http://{addr}");
         if demo {

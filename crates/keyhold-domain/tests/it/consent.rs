@@ -5,8 +5,8 @@
 use keyhold_domain::consent::{LegalBasis, Permissions, StaffRole};
 use keyhold_domain::policy::Basis;
 use keyhold_domain::{
-    Accepted, AccessFilter, Category, DomainError, Email, FirstAdministrator, GrantTerms, NewEntry,
-    NewGrantee, NhsNumber, ProxyRequest,
+    Accepted, AccessFilter, Category, DomainError, Email, FirstAdministrator, GrantTerms,
+    IdentityLevel, NewEntry, NewGrantee, NhsNumber, ProxyRequest,
 };
 use time::macros::date;
 use time::Duration;
@@ -243,6 +243,23 @@ async fn organisations_read_what_is_shared_until_a_professional_is_removed() {
         .add_entry(&d, record, new_entry("Blood pressure review"))
         .await
         .unwrap();
+    // Until her identity is checked, Ann does not see what the practice entered.
+    assert!(is_not_found(env.core.entry(&a, record, added).await));
+    env.core
+        .verify_identity(
+            &Email::parse("ann@example.test").unwrap(),
+            IdentityLevel::P9,
+            Some(NhsNumber::parse("9990000018").unwrap()),
+            "photo ID seen at reception",
+        )
+        .await
+        .unwrap();
+    let a = env.now(&ann).await;
+    assert_eq!(
+        a.own_patient,
+        Some(record),
+        "her own record takes the NHS number"
+    );
     let e = env.core.entry(&a, record, added).await.unwrap();
     assert_eq!(e.source.label(), "Riverside Surgery");
     assert_eq!(e.source.org(), Some(org));

@@ -62,6 +62,7 @@ fn form_page(
         "values",
         &serde_json::json!({ "name": name, "email": email, "next": safe_next(next).unwrap_or(""), "next_query": query_value(safe_next(next).unwrap_or("")) }),
     );
+    ctx.insert("nhs_login_available", &state.config.nhs_login.is_some());
     insert_errors(&mut ctx, errors);
     let status = if errors.is_empty() {
         StatusCode::OK
@@ -103,7 +104,12 @@ pub async fn signin_page(
 
 /// Starts the new session: a fresh cookie (the old session, if any, ends), then
 /// on to the record.
-async fn signed_in(state: &AppState, viewer: &Viewer, s: SignedIn, next: &str) -> Response {
+pub(crate) async fn signed_in(
+    state: &AppState,
+    viewer: &Viewer,
+    s: SignedIn,
+    next: &str,
+) -> Response {
     if let Some(old) = &viewer.session {
         if let Err(e) = state.core.sign_out(&SessionToken::from_cookie(old)).await {
             tracing::warn!(error = %e, "ending the previous session failed");

@@ -1,9 +1,11 @@
 //! The route table. Every route is listed here, with its layers.
 
 mod access;
+mod account;
 mod auth;
 mod documents;
 mod invitations;
+mod nhs_login;
 mod orgs;
 mod people;
 mod record;
@@ -56,6 +58,9 @@ pub fn router(state: AppState) -> Router {
         .route("/signup", get(auth::signup_page).post(auth::signup))
         .route("/signin", get(auth::signin_page).post(auth::signin))
         .route("/signout", post(auth::signout))
+        .route("/auth/nhs/start", get(nhs_login::start))
+        .route("/auth/nhs/callback", get(nhs_login::callback))
+        .route("/account", get(account::show))
         .nest("/record", record_routes(upload_cap))
         .nest(
             "/people/{patient}/record",

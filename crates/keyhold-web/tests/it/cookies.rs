@@ -72,6 +72,7 @@ async fn behind_tls_cookies_are_host_prefixed_and_secure_and_hsts_is_sent() {
         fast(),
         WebConfig {
             secure_cookies: true,
+            nhs_login: None,
         },
     )
     .await;

@@ -85,6 +85,7 @@ pub async fn spawn_app() -> TestApp {
         fast(),
         WebConfig {
             secure_cookies: false,
+            nhs_login: None,
         },
     )
     .await

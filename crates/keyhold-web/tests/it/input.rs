@@ -231,6 +231,7 @@ async fn an_upload_over_the_limit_gets_the_too_large_page() {
         settings,
         WebConfig {
             secure_cookies: false,
+            nhs_login: None,
         },
     )
     .await;
