@@ -10,5 +10,6 @@ mod consent;
 mod demo;
 mod hashing;
 mod helpers;
+mod identity;
 mod keys;
 mod sessions;

@@ -9,6 +9,7 @@ mod audit_tamper;
 mod checkpoints;
 mod common;
 mod demo_command;
+mod identity_command;
 mod key_permissions;
 mod org_command;
 mod plaintext;
