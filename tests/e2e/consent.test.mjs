@@ -367,7 +367,14 @@ describe('Keyhold consent in real browsers (demo data)', () => {
     await page.locator('#email').fill(people.carer.email);
     await page.locator('#password').fill(people.carer.password);
     await navigateBy(page, () => page.getByRole('button', { name: 'Create account', exact: true }).click());
-    await assertPath(page, invitationPath, 'after creating an account from the invitation (next=)');
+    assert.equal(await h1Text(page), 'Check your email', 'h1 after signing up from the invitation');
+    await checkPage(page, 'check your email (carer)');
+    const confirmMail = await sink.waitFor((m) => m.to === people.carer.email && m.text.includes('/account/confirm/'), MAIL_TIMEOUT_MS);
+    res = await visit(page, onServer(linkIn(confirmMail, '/account/confirm/'), server));
+    assertStatus(res, isOk, '2xx', 'opening the confirmation link');
+    await checkPage(page, 'confirm your email address (carer)');
+    await navigateBy(page, () => page.getByRole('button', { name: 'Confirm and sign in', exact: true }).click());
+    await assertPath(page, invitationPath, 'after confirming the address (back to the invitation: next=)');
     await expectVisible(signOutButton(page), 'a "Sign out" button after signing up');
     await checkPage(page, 'invitation (signed in)');
 

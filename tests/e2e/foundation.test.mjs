@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { unzipSync } from 'fflate';
 
 import { startServer } from './lib/server.mjs';
+import { outboxLink } from './lib/outbox.mjs';
 import { launchBrowser, checkA11y, navigateBy, visit, describePage } from './lib/browser.mjs';
 import { randomToken, randomPassphrase, minimalPdf, tinyPng, oversizePdf, scratchDir } from './lib/files.mjs';
 import {
@@ -142,13 +143,21 @@ describe('Keyhold foundation flow in a real browser', () => {
     await checkA11y(page, 'sign-up page with errors');
   });
 
-  step('signing up lands on /record, signed in', async (t) => {
+  step('signing up mails a link; confirming it lands on /record, signed in', async (t) => {
     t.diagnostic(`account: ${email}`);
     await page.locator('#name').fill('Erin Endtoend');
     await page.locator('#email').fill(email);
     await page.locator('#password').fill(password);
     await navigateBy(page, () => page.getByRole('button', { name: 'Create account', exact: true }).click());
-    await assertPath(page, '/record', 'after signing up');
+    assert.equal(await h1Text(page), 'Check your email', 'h1 after signing up');
+    await expectAbsent(page.getByRole('banner').getByRole('button', { name: 'Sign out', exact: true }), '"Sign out" before the address is confirmed');
+    await checkA11y(page, 'check your email (after sign-up)');
+    const link = await outboxLink(server, email, '/account/confirm/');
+    await visit(page, link);
+    assert.equal(await h1Text(page), 'Confirm your email address', 'h1 of the confirmation link');
+    await checkA11y(page, 'confirm your email address');
+    await navigateBy(page, () => page.getByRole('button', { name: 'Confirm and sign in', exact: true }).click());
+    await assertPath(page, '/record', 'after confirming the address');
     assert.equal(await h1Text(page), 'Your health record', 'h1 of /record');
     const header = page.getByRole('banner');
     await expectVisible(header.getByRole('button', { name: 'Sign out', exact: true }), 'a "Sign out" button in the header');

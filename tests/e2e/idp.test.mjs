@@ -313,7 +313,7 @@ describe('test OpenID provider (tests/idp)', () => {
       const p5 = await fullFlow('p5');
       const { payload: p5claims } = await verifyIdToken(p5.idToken, p5.req.nonce);
       assert.equal(p5claims.vot, 'P5.Cp.Cd');
-      assert.equal(p5claims.nhs_number, '9990000026');
+      assert.equal(p5claims.nhs_number, '9990000018');
 
       // Without the profile scope there are no profile claims.
       // (Unknown and NHS-login-only scope names are accepted and release nothing.)
@@ -361,7 +361,7 @@ describe('test OpenID provider (tests/idp)', () => {
       const { status, json } = await exchange(second.code, second.req);
       assert.equal(status, 200);
       const { payload } = await verifyIdToken(json.id_token, second.req.nonce);
-      assert.equal(payload.nhs_number, '9990000026');
+      assert.equal(payload.nhs_number, '9990000018');
       assert.equal(payload.phone_number, '+447700900002');
       // prompt=login shows the form again even with a session.
       const third = await signIn('p9', { extra: { prompt: 'login' } }, { cookieJar: jar });
@@ -533,7 +533,8 @@ describe('test OpenID provider (tests/idp)', () => {
     // A stand-in for the relying party's callback, so the browser lands somewhere real.
     const callbacks = [];
     const rp = http.createServer((request, response) => {
-      callbacks.push(request.url);
+      // Only the redirect back counts (the browser also asks for /favicon.ico).
+      if (request.url.startsWith('/auth/nhs/callback')) callbacks.push(request.url);
       response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       response.end('<!doctype html><html lang="en"><head><title>callback</title></head><body><main><h1>callback</h1></main></body></html>');
     });

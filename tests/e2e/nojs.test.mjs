@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 
 import { startServer } from './lib/server.mjs';
+import { outboxLink } from './lib/outbox.mjs';
 import { launchBrowser, navigateBy, visit, describePage } from './lib/browser.mjs';
 import { randomToken, randomPassphrase, minimalPdf, scratchDir } from './lib/files.mjs';
 
@@ -38,7 +39,10 @@ describe('Keyhold works with JavaScript switched off', { timeout: 180_000 }, () 
     await page.fill('#email', email);
     await page.fill('#password', randomPassphrase());
     let res = await navigateBy(page, () => page.getByRole('button', { name: 'Create account' }).click());
-    assert.equal(new URL(page.url()).pathname, '/record', `after sign-up\n${await describePage(page)}`);
+    assert.equal(res.status(), 200, 'the "check your email" page');
+    await visit(page, await outboxLink(server, email, '/account/confirm/'));
+    res = await navigateBy(page, () => page.getByRole('button', { name: 'Confirm and sign in' }).click());
+    assert.equal(new URL(page.url()).pathname, '/record', `after confirming the address\n${await describePage(page)}`);
     assert.equal(res.status(), 200);
 
     await visit(page, `${server.url}/record/entries/new?kind=note`);

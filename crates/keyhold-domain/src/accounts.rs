@@ -25,7 +25,8 @@ pub const MAX_PASSWORD_CHARS: usize = 128;
 pub const MAX_NAME_CHARS: usize = 100;
 
 /// A password that meets the length rules (no composition rules, as NIST and
-/// the NCSC advise). Zeroized on drop; never printed.
+/// the NCSC advise) and is not in the common-passwords list. Zeroized on
+/// drop; never printed.
 pub struct Password(Zeroizing<String>);
 
 impl Password {
@@ -46,7 +47,19 @@ impl Password {
                 format!("Your password must be {MAX_PASSWORD_CHARS} characters or fewer"),
             ));
         }
+        if crate::common_passwords::is_common(input) {
+            return Err(FieldError::new(
+                "password",
+                "This password is too common and easy to guess. Try three or four random words together",
+            ));
+        }
         Ok(Password(Zeroizing::new(input.to_string())))
+    }
+}
+
+impl Password {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
     }
 }
 
@@ -88,6 +101,15 @@ pub struct SignedIn {
 
 const EMAIL_INDEX: &str = "email";
 
+/// Whether a new account's address is known to reach its holder. Only
+/// sign-up leaves it to confirm; the operator, the demo and NHS login (which
+/// checked it) make confirmed accounts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Address {
+    Confirmed,
+    ToConfirm,
+}
+
 impl Keyhold {
     pub(crate) fn email_key(&self, email: &Email) -> Vec<u8> {
         self.vault.blind(EMAIL_INDEX, &email.normalised()).to_vec()
@@ -102,6 +124,7 @@ impl Keyhold {
         email: &Email,
         password_phc: String,
         patient: Option<PatientId>,
+        address: Address,
     ) -> Result<AccountId, DomainError> {
         let id = AccountId::new_random();
         let owner = KeyOwner::Account(id);
@@ -122,6 +145,8 @@ impl Keyhold {
             nhs_login: false,
             verified_by: None,
             verified_at: None,
+            email_unverified: address == Address::ToConfirm,
+            sessions_valid_after: None,
         };
         let key = self.email_key(email);
         batch.require_absent(ACCOUNTS_BY_EMAIL, key.clone());
@@ -153,13 +178,19 @@ impl Keyhold {
         }
     }
 
-    /// Creates an account with its own (empty) record, and signs it in.
+    /// Starts an account: the holder gets a mailed link to confirm the
+    /// address, and is signed in when they open it (`confirm_email`). An
+    /// address that already has an account gets a mail saying so instead; the
+    /// caller shows the same "check your email" page either way, and both
+    /// paths hash the password and send one message, so neither the page nor
+    /// its timing tells whether the address is registered.
     pub async fn sign_up(
         &self,
         name: &str,
         email: &str,
         password: &str,
-    ) -> Result<SignedIn, DomainError> {
+        next: &str,
+    ) -> Result<(), DomainError> {
         let mut errors = Vec::new();
         Self::parse_name(name, &mut errors);
         let (email, password) = match Self::parse_credentials(email, password) {
@@ -176,23 +207,10 @@ impl Keyhold {
             }
             Err(e) => return Err(e),
         };
-        let exists = || {
-            DomainError::invalid(
-                "email",
-                "An account with this email address already exists. Sign in instead",
-            )
-        };
-        if self
-            .store
-            .get(ACCOUNTS_BY_EMAIL, &self.email_key(&email))?
-            .is_some()
-        {
-            return Err(exists());
+        let phc = self.hash_password(password).await?;
+        if self.account_by_email(&email)?.is_some() {
+            return self.mail_already_registered(&email).await;
         }
-        let phc = self
-            .hashing
-            .run(move |h| h.hash(password.0.as_bytes()))
-            .await??;
         let mut batch = Batch::new();
         let mut demographics = Demographics::empty();
         demographics.email = Some(email.clone());
@@ -203,12 +221,24 @@ impl Keyhold {
         demographics.given_name = given;
         demographics.family_name = family;
         let patient = self.new_patient(&mut batch, &demographics)?;
-        let account = self.new_account(&mut batch, name, &email, phc, Some(patient))?;
-        let now = self.clock.now();
+        let account = self.new_account(
+            &mut batch,
+            name,
+            &email,
+            phc,
+            Some(patient),
+            Address::ToConfirm,
+        )?;
+        let token = self.email_token_into(
+            &mut batch,
+            account,
+            crate::credentials::LinkPurpose::ConfirmEmail,
+            next,
+        )?;
         self.audit.add(
             &mut batch,
             &AuditEvent {
-                at: now,
+                at: self.clock.now(),
                 actor: AuditActor::patient(account),
                 action: AuditAction::SignUp,
                 patient: Some(patient),
@@ -221,20 +251,29 @@ impl Keyhold {
         match self.store.submit(batch).await {
             Ok(_) => {}
             Err(StorageError::Conflict) => {
+                // Registered by a concurrent sign-up: tell the holder, as above.
                 self.vault.forget(KeyOwner::Account(account));
                 self.vault.forget(KeyOwner::Patient(patient));
-                return Err(exists());
+                return self.mail_already_registered(&email).await;
             }
             Err(e) => return Err(e.into()),
         }
-        let principal = Principal::patient(account, Some(patient), IdentityLevel::P0);
-        let token = self.start_session(account, now).await?;
-        Ok(SignedIn { principal, token })
+        self.mail_confirmation(&email, &token).await
     }
 
     /// Checks an email and password. An unknown email costs the same hashing
     /// time as a known one and gives the same answer as a wrong password.
-    pub async fn sign_in(&self, email: &str, password: &str) -> Result<SignedIn, DomainError> {
+    ///
+    /// Throttled per account and per `client` address (see `throttle`): while
+    /// a limit waits, the attempt is refused with `TooManyAttempts` before any
+    /// password is checked, the right one included. `None`: the address is
+    /// unknown (the command line), and only the account's limits apply.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<SignedIn, DomainError> {
         let bad = || DomainError::BadCredentials;
         let Ok(email) = Email::parse(email) else {
             return Err(bad());
@@ -250,7 +289,35 @@ impl Keyhold {
             None => None,
         };
         let now = self.clock.now();
-        let (ok, account, patient, level) = match found {
+        // Known or not, the email's blind index is the account's key here, so
+        // the limits behave alike for both and reveal nothing.
+        let attempt = match self.throttle.admit(&self.email_key(&email), client, now) {
+            Ok(attempt) => attempt,
+            Err(refusal) => {
+                // The first refusal of each wait is audited; repeats are not,
+                // so a flood of refused requests cannot grow the log.
+                if refusal.first {
+                    let mut actor = AuditActor::anonymous();
+                    actor.account = found.as_ref().map(|(id, _)| *id);
+                    self.audit
+                        .record(&AuditEvent {
+                            at: now,
+                            actor,
+                            action: AuditAction::SignInFailed,
+                            patient: found.as_ref().and_then(|(_, row)| row.patient),
+                            resource: "session".into(),
+                            purpose: "sign in (too many attempts)".into(),
+                            outcome: Outcome::Denied,
+                            basis: None,
+                        })
+                        .await?;
+                }
+                return Err(DomainError::TooManyAttempts {
+                    retry_after_secs: refusal.retry_after_secs,
+                });
+            }
+        };
+        let (right_password, account, patient, level, unconfirmed) = match found {
             // An account made through NHS login has no password to match.
             Some((id, row)) if !row.password.is_empty() => {
                 let phc = row.password.clone();
@@ -258,15 +325,31 @@ impl Keyhold {
                     .hashing
                     .run(move |h| h.verify(password.as_bytes(), &phc))
                     .await?;
-                (ok, Some(id), row.patient, row.level)
+                (ok, Some(id), row.patient, row.level, row.email_unverified)
             }
             found => {
                 self.hashing
                     .run(move |h| h.dummy_verify(password.as_bytes()))
                     .await?;
-                (false, found.map(|(id, _)| id), None, IdentityLevel::P0)
+                (
+                    false,
+                    found.map(|(id, _)| id),
+                    None,
+                    IdentityLevel::P0,
+                    false,
+                )
             }
         };
+        // The right password for an address not yet confirmed does not sign
+        // in: whoever typed it has not shown the address is theirs.
+        let ok = right_password && !unconfirmed;
+        // Counted before anything else can be cancelled. The right password
+        // counts as a success even where sign-in goes no further.
+        if right_password {
+            attempt.succeeded(now);
+        } else {
+            attempt.failed(now);
+        }
         let mut actor = AuditActor::anonymous();
         actor.account = account;
         if ok {
@@ -283,7 +366,11 @@ impl Keyhold {
                 },
                 patient,
                 resource: "session".into(),
-                purpose: "sign in".into(),
+                purpose: if right_password && unconfirmed {
+                    "sign in (email address not confirmed)".into()
+                } else {
+                    "sign in".into()
+                },
                 outcome: if ok {
                     Outcome::Success
                 } else {
@@ -305,6 +392,7 @@ impl Keyhold {
                     token,
                 })
             }
+            _ if right_password && unconfirmed => Err(DomainError::EmailUnconfirmed),
             _ => Err(bad()),
         }
     }
@@ -408,6 +496,16 @@ impl Keyhold {
             drop(self.store.submit(b));
         }
         let account = self.account_row(row.account)?;
+        if account
+            .sessions_valid_after
+            .is_some_and(|after| row.created_at < after)
+        {
+            // Password changed or signed out everywhere since this began.
+            let mut b = Batch::new();
+            b.delete(SESSIONS, key.to_vec());
+            self.store.submit(b).await?;
+            return Ok(None);
+        }
         Ok(Some(Principal {
             account: row.account,
             own_patient: account.patient,
@@ -458,7 +556,8 @@ impl Keyhold {
             .run(move |h| h.hash(password.0.as_bytes()))
             .await??;
         let mut batch = Batch::new();
-        let account = self.new_account(&mut batch, name, &email, phc, patient)?;
+        let account =
+            self.new_account(&mut batch, name, &email, phc, patient, Address::Confirmed)?;
         self.audit.add(
             &mut batch,
             &AuditEvent {

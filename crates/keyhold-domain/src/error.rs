@@ -38,9 +38,16 @@ pub enum DomainError {
     /// Already exists (an account with this email).
     #[error("already exists")]
     Conflict,
+    /// The right password, for an address whose mailed link was not opened yet.
+    #[error("the email address has not been confirmed")]
+    EmailUnconfirmed,
     /// Too much work queued (password hashing): try again shortly.
     #[error("the service is busy")]
     Overloaded,
+    /// Too many failed sign-ins (for this account, or from this address):
+    /// refused without checking the password. Try again after the wait.
+    #[error("too many attempts: try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
     /// An upload larger than the limit.
     #[error("the file is larger than {limit} bytes")]
     TooLarge { limit: usize },

@@ -100,6 +100,9 @@ pub struct IdentityStatus {
     pub nhs_login: bool,
     pub verified_by: Option<String>,
     pub verified_at: Option<OffsetDateTime>,
+    /// Whether the account can sign in with a password (NHS-login accounts
+    /// start without one).
+    pub has_password: bool,
 }
 
 const NHS_LOGIN_INDEX: &str = "nhs-login-sub";
@@ -222,7 +225,14 @@ impl Keyhold {
         let name = format!("{} {}", id.given_name.trim(), id.family_name.trim());
         let mut batch = Batch::new();
         // No password: this account signs in through NHS login only.
-        let account = self.new_account(&mut batch, name.trim(), email, String::new(), None)?;
+        let account = self.new_account(
+            &mut batch,
+            name.trim(),
+            email,
+            String::new(),
+            None,
+            crate::accounts::Address::Confirmed,
+        )?;
         match self.store.submit(batch).await {
             Ok(_) => Ok(account),
             Err(StorageError::Conflict) => {
@@ -397,6 +407,7 @@ impl Keyhold {
                 VerifiedBy::Operator => "an identity check by Keyhold".into(),
             }),
             verified_at: row.verified_at,
+            has_password: !row.password.is_empty(),
         })
     }
 }

@@ -12,7 +12,9 @@ mod break_glass;
 mod category;
 pub mod checkpoint;
 pub mod clock;
+mod common_passwords;
 pub mod consent;
+mod credentials;
 pub mod demo;
 mod documents;
 mod email;
@@ -28,6 +30,7 @@ mod records;
 mod rows;
 mod service;
 mod sharing;
+mod throttle;
 pub mod trees;
 pub mod upload;
 mod vault;
@@ -36,6 +39,7 @@ pub use access_log::{AccessFilter, AccessLog, AccessLogEntry};
 pub use accounts::{Password, SessionToken, SignedIn, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 pub use break_glass::BreakGlassUse;
 pub use category::Category;
+pub use credentials::{LinkPurpose, CONFIRM_TTL, RESET_TTL};
 pub use documents::{DocumentMeta, DocumentReader, NewDocument, CHUNK_SIZE};
 pub use email::{Email, EmailError};
 pub use error::{DomainError, FieldError};
@@ -51,6 +55,7 @@ pub use service::{open_memory_store, open_store, Keyhold, Settings};
 pub use sharing::{
     Accepted, CaredFor, GrantTerms, GrantView, InvitationView, NewGrantee, ProxyRequest,
 };
+pub use throttle::{Limit, SignInLimits};
 
 /// Re-exported so the binary can build key rings without naming the crypto crate.
 pub use keyhold_crypto::{random_token, MacKey, MasterKeyring};

@@ -71,6 +71,18 @@ pub(crate) struct AccountRowV1 {
         skip_serializing_if = "Option::is_none"
     )]
     pub verified_at: Option<OffsetDateTime>,
+    /// Set at sign-up until the mailed link is opened (rows from before
+    /// confirmation existed lack it: they count as confirmed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub email_unverified: bool,
+    /// Sessions started before this have ended (password changed, signed out
+    /// everywhere).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sessions_valid_after: Option<OffsetDateTime>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 //! drives. It owns the store, the vault, the audit log and the clock.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use keyhold_crypto::PasswordHasher;
@@ -40,6 +40,9 @@ pub struct Settings {
     pub break_glass_duration: Duration,
     /// The address people reach the service at, for links in mail.
     pub public_url: String,
+    /// Failed sign-ins allowed per address and per account, and the waits
+    /// after them (see `throttle`).
+    pub sign_in_limits: crate::SignInLimits,
 }
 
 impl Default for Settings {
@@ -57,6 +60,7 @@ impl Default for Settings {
             invitation_ttl: Duration::days(7),
             break_glass_duration: Duration::hours(1),
             public_url: "http://127.0.0.1:8080".into(),
+            sign_in_limits: crate::SignInLimits::default(),
         }
     }
 }
@@ -68,6 +72,8 @@ pub(crate) struct Hashing {
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_waiting: usize,
+    /// Hashes started since the service opened.
+    started: AtomicU64,
 }
 
 /// Holds one place in the hashing queue and gives it back when dropped, so a
@@ -96,6 +102,7 @@ impl Hashing {
             .await
             .map_err(|_| DomainError::Internal("hashing closed".into()))?;
         drop(place);
+        self.started.fetch_add(1, Ordering::Relaxed);
         let hasher = self.hasher.clone();
         // The permit travels with the work: if the request is cancelled now, the
         // hash still finishes on its thread, and only then is the slot free, so
@@ -115,6 +122,8 @@ pub struct Keyhold {
     pub(crate) audit: AuditLog,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) hashing: Hashing,
+    /// Sign-in limits per address and per account (in memory).
+    pub(crate) throttle: crate::throttle::Throttle,
     pub(crate) settings: Settings,
     /// Outgoing mail (invitations, emergency-access notices). `None`: mail is
     /// not configured, and anything that must send one fails loudly.
@@ -176,6 +185,7 @@ impl Keyhold {
             permits: Arc::new(Semaphore::new(settings.hashing_concurrency.max(1))),
             waiting: AtomicUsize::new(0),
             max_waiting: settings.hashing_max_waiting,
+            started: AtomicU64::new(0),
         };
         Ok(Arc::new(Keyhold {
             audit: AuditLog::new(store.clone()),
@@ -183,6 +193,7 @@ impl Keyhold {
             vault,
             clock,
             hashing,
+            throttle: crate::throttle::Throttle::new(settings.sign_in_limits),
             settings,
             signing: Arc::new(keys.audit),
             mailer: None,
@@ -246,6 +257,12 @@ impl Keyhold {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Password hashes (and dummy verifications) started since the service
+    /// opened: for monitoring, and for tests that a refusal spent none.
+    pub fn password_hashes_started(&self) -> u64 {
+        self.hashing.started.load(Ordering::Relaxed)
     }
 
     pub fn audit_log(&self) -> &AuditLog {

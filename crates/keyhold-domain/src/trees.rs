@@ -14,6 +14,8 @@ pub const ACCOUNTS: TreeName = TreeName::new("accounts");
 pub const ACCOUNTS_BY_EMAIL: TreeName = TreeName::new("accounts_by_email");
 /// blind(NHS login `sub`) → account id.
 pub const ACCOUNTS_BY_NHS_LOGIN: TreeName = TreeName::new("accounts_by_nhs_login");
+/// SHA-256(mailed link token) → what the link is for (confirm, reset).
+pub const EMAIL_TOKENS: TreeName = TreeName::new("email_tokens");
 /// Sign-ins in progress at NHS login: start time ‖ SHA-256(cookie token).
 pub const LOGIN_FLOWS: TreeName = TreeName::new("login_flows");
 /// `sha256(session token)` → `SessionRowV1`. The token itself is never stored.

@@ -27,6 +27,9 @@ pub enum WebError {
     TooLarge { limit: usize },
     #[error("overloaded")]
     Overloaded,
+    /// Sign-in refused by the limits on failed attempts (429).
+    #[error("too many attempts (retry after {retry_after_secs} s)")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -45,6 +48,9 @@ impl From<DomainError> for WebError {
             DomainError::NotFound => WebError::NotFound,
             DomainError::Unauthenticated => WebError::Unauthenticated,
             DomainError::Overloaded => WebError::Overloaded,
+            DomainError::TooManyAttempts { retry_after_secs } => {
+                WebError::TooManyAttempts { retry_after_secs }
+            }
             DomainError::TooLarge { limit } => WebError::TooLarge { limit },
             DomainError::BadCredentials | DomainError::Invalid(_) | DomainError::Conflict => {
                 WebError::BadRequest(e.to_string())
@@ -56,6 +62,16 @@ impl From<DomainError> for WebError {
 
 fn mib(bytes: usize) -> String {
     format!("{} MB", bytes / (1024 * 1024))
+}
+
+/// "30 seconds", "1 minute", "15 minutes": a wait in words, rounded up.
+fn wait_in_words(secs: u64) -> String {
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    if secs < 60 {
+        plural(secs.max(1), "second")
+    } else {
+        plural(secs.div_ceil(60), "minute")
+    }
 }
 
 impl WebError {
@@ -74,6 +90,10 @@ impl WebError {
                 message: format!("The file you selected is larger than {}. Choose a smaller file, or scan the document at a lower resolution, and try again.", mib(*limit)),
             }),
             WebError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, page("Sorry, the service is busy", "Too many people are signing in right now. Wait a minute and try again.")),
+            WebError::TooManyAttempts { retry_after_secs } => (StatusCode::TOO_MANY_REQUESTS, ErrorPage {
+                heading: "Too many attempts to sign in".into(),
+                message: format!("For your security, signing in is paused after several attempts with a wrong email address or password. Wait {} and try again.", wait_in_words(*retry_after_secs)),
+            }),
             WebError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, page("Sorry, there is a problem with the service", "Try again later. Nothing you entered was saved unless you saw a confirmation.")),
         }
     }
@@ -95,6 +115,10 @@ impl WebError {
         if matches!(self, WebError::Overloaded) {
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+        }
+        if let WebError::TooManyAttempts { retry_after_secs } = self {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         resp.extensions_mut().insert(page);
         resp

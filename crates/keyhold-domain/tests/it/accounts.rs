@@ -8,39 +8,39 @@ use keyhold_domain::DomainError;
 use crate::helpers::{audit_count, count, last_audit, Env, PASSWORD};
 
 #[tokio::test]
-async fn an_email_already_used_in_another_case_is_refused() {
+async fn an_email_already_used_in_another_case_gets_no_second_account() {
     let env = Env::new();
-    let first = env
-        .core
-        .sign_up("Test Person", "Ann.Smith@Example.test", PASSWORD)
+    let first = env.signed_up("Test Person", "Ann.Smith@Example.test").await;
+
+    // The same answer as a new sign-up (nothing on the page tells them
+    // apart); the holder is mailed instead.
+    env.core
+        .sign_up(
+            "Test Person",
+            "ann.smith@EXAMPLE.TEST",
+            "another password",
+            "/",
+        )
         .await
         .unwrap();
-
-    match env
-        .core
-        .sign_up("Test Person", "ann.smith@EXAMPLE.TEST", "another password")
-        .await
-    {
-        Err(DomainError::Invalid(errors)) => {
-            assert_eq!(errors.len(), 1);
-            assert_eq!(errors[0].field, "email");
-        }
-        Err(e) => panic!("refused with {e:?}"),
-        Ok(_) => panic!("a second account with the same email address"),
-    }
     assert_eq!(count(env.store(), ACCOUNTS), 1);
     assert_eq!(count(env.store(), PATIENTS), 1);
+    let last = env.mails().pop().unwrap();
+    assert!(
+        last.contains("already has one") && !last.contains("/account/confirm/"),
+        "the holder is told, and no confirmation link is sent:\n{last}"
+    );
 
     // The first account is untouched; the second password opens nothing.
     let again = env
         .core
-        .sign_in("ANN.SMITH@example.test", PASSWORD)
+        .sign_in("ANN.SMITH@example.test", PASSWORD, None)
         .await
         .unwrap();
     assert_eq!(again.principal, first.principal);
     match env
         .core
-        .sign_in("ann.smith@example.test", "another password")
+        .sign_in("ann.smith@example.test", "another password", None)
         .await
     {
         Err(DomainError::BadCredentials) => {}
@@ -58,19 +58,59 @@ async fn of_two_simultaneous_sign_ups_with_one_email_exactly_one_wins() {
         .into_iter()
         .map(|email| {
             let core = env.core.clone();
-            tokio::spawn(async move { core.sign_up("Test Person", email, PASSWORD).await })
+            tokio::spawn(async move { core.sign_up("Test Person", email, PASSWORD, "/").await })
         })
         .collect();
-    let mut won = 0;
     for t in tasks {
-        match t.await.unwrap() {
-            Ok(_) => won += 1,
-            Err(DomainError::Invalid(errors)) => assert_eq!(errors[0].field, "email"),
-            Err(e) => panic!("{e:?}"),
-        }
+        t.await.unwrap().unwrap();
     }
-    assert_eq!(won, 1);
     assert_eq!(count(env.store(), ACCOUNTS), 1);
+    let confirmations = env
+        .mails()
+        .iter()
+        .filter(|m| m.contains("/account/confirm/"))
+        .count();
+    assert_eq!(confirmations, 1, "one account, one confirmation link");
+    assert_eq!(env.mails().len(), 3, "each sign-up sent one message");
+}
+
+#[tokio::test]
+async fn an_unconfirmed_address_does_not_sign_in_and_its_link_works_once() {
+    let env = Env::new();
+    env.core
+        .sign_up("Cy Person", "cy@example.test", PASSWORD, "/invitations/abc")
+        .await
+        .unwrap();
+    assert!(matches!(
+        env.core.sign_in("cy@example.test", PASSWORD, None).await,
+        Err(DomainError::EmailUnconfirmed)
+    ));
+    // A wrong password says nothing about confirmation.
+    assert!(matches!(
+        env.core
+            .sign_in("cy@example.test", "wrong password", None)
+            .await,
+        Err(DomainError::BadCredentials)
+    ));
+    let token = env.link_token("cy@example.test", "/account/confirm/");
+    let (signed, next) = env.core.confirm_email(&token).await.unwrap();
+    assert_eq!(next, "/invitations/abc", "back to where the sign-up began");
+    assert!(signed.principal.own_patient.is_some());
+    assert!(env.core.confirm_email(&token).await.is_err(), "single use");
+    env.core
+        .sign_in("cy@example.test", PASSWORD, None)
+        .await
+        .unwrap();
+
+    // Links expire.
+    env.core
+        .sign_up("Di Person", "di@example.test", PASSWORD, "/")
+        .await
+        .unwrap();
+    let late = env.link_token("di@example.test", "/account/confirm/");
+    env.clock
+        .advance(keyhold_domain::CONFIRM_TTL + time::Duration::seconds(1));
+    assert!(env.core.confirm_email(&late).await.is_err());
 }
 
 #[tokio::test]
@@ -85,7 +125,7 @@ async fn unknown_email_and_wrong_password_fail_alike_and_are_audited() {
     ];
     for (email, password, account) in attempts {
         let before = audit_count(env.store());
-        match env.core.sign_in(email, password).await {
+        match env.core.sign_in(email, password, None).await {
             Err(DomainError::BadCredentials) => {}
             other => panic!("{email}: {:?}", other.map(|s| s.principal)),
         }
@@ -107,7 +147,7 @@ async fn unknown_email_and_wrong_password_fail_alike_and_are_audited() {
     // Control: the right password works.
     let s = env
         .core
-        .sign_in("ann@example.test", PASSWORD)
+        .sign_in("ann@example.test", PASSWORD, None)
         .await
         .unwrap();
     assert_eq!(s.principal, p);

@@ -149,8 +149,8 @@ async fn every_read_and_write_appends_one_audit_entry() {
     .unwrap();
     assert_eq!(all.len(), 1);
 
-    // sign-up, then the eight calls above.
-    assert_chain(env.store(), 9);
+    // sign-up and confirming the address, then the eight calls above.
+    assert_chain(env.store(), 10);
 }
 
 #[tokio::test]
@@ -224,8 +224,8 @@ async fn a_refused_read_looks_like_not_found_and_is_audited() {
     // Nothing was planted in B's record.
     assert_eq!(core.record(&pb, b).await.unwrap().entries.len(), 1);
     assert_eq!(core.documents(&pb, b).await.unwrap().len(), 1);
-    // 2 sign-ups, 2 additions, 8 refusals, 2 reads.
-    assert_chain(env.store(), 14);
+    // 2 sign-ups and their confirmations, 2 additions, 8 refusals, 2 reads.
+    assert_chain(env.store(), 16);
 }
 
 #[tokio::test]
@@ -240,7 +240,8 @@ async fn the_audit_trail_survives_a_restart_and_verifies() {
     env.core.entry(&p, a, e).await.unwrap();
     env.core.record(&p, a).await.unwrap();
     let n = audit_count(env.store());
-    assert_eq!(n, 4);
+    // sign-up, confirmation, addition, entry read, record read.
+    assert_eq!(n, 5);
     let last = last_audit(env.store());
     assert_chain(env.store(), n);
 

@@ -184,7 +184,7 @@ async fn an_invitation_expires_and_a_grant_ends_on_its_last_day() {
     let late = {
         // Sessions expire when idle; sign in again as the next day's visit.
         env.core
-            .sign_in("late@example.test", crate::helpers::PASSWORD)
+            .sign_in("late@example.test", crate::helpers::PASSWORD, None)
             .await
             .unwrap()
             .token
@@ -393,7 +393,7 @@ async fn break_glass_opens_for_an_hour_hides_restricted_tells_the_patient_and_is
     let n = env
         .now(
             &env.core
-                .sign_in("nina@hillside.test", crate::helpers::PASSWORD)
+                .sign_in("nina@hillside.test", crate::helpers::PASSWORD, None)
                 .await
                 .unwrap()
                 .token,
@@ -404,7 +404,7 @@ async fn break_glass_opens_for_an_hour_hides_restricted_tells_the_patient_and_is
     let ad = env
         .now(
             &env.core
-                .sign_in("admin@hillside.test", crate::helpers::PASSWORD)
+                .sign_in("admin@hillside.test", crate::helpers::PASSWORD, None)
                 .await
                 .unwrap()
                 .token,
@@ -462,7 +462,7 @@ async fn a_sensitive_record_shows_others_only_who_it_is() {
     let a = env
         .now(
             &env.core
-                .sign_in("sam@example.test", crate::helpers::PASSWORD)
+                .sign_in("sam@example.test", crate::helpers::PASSWORD, None)
                 .await
                 .unwrap()
                 .token,
@@ -512,7 +512,7 @@ async fn an_organisation_sets_up_a_proxy_the_patient_can_see_and_end() {
     let c = env
         .now(
             &env.core
-                .sign_in("cam@example.test", crate::helpers::PASSWORD)
+                .sign_in("cam@example.test", crate::helpers::PASSWORD, None)
                 .await
                 .unwrap()
                 .token,

@@ -19,7 +19,7 @@ const HOSPITAL: &str = "St Oswald's Hospital NHS Foundation Trust";
 async fn sign_in(env: &Env, email: &str) -> Principal {
     let signed_in = env
         .core
-        .sign_in(email, DEMO_PASSWORD)
+        .sign_in(email, DEMO_PASSWORD, None)
         .await
         .unwrap_or_else(|e| panic!("{email} cannot sign in with the demo password: {e:?}"));
     env.now(&signed_in.token).await

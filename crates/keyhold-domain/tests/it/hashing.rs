@@ -6,10 +6,22 @@ use keyhold_domain::{DomainError, Settings};
 use crate::helpers::{Env, PASSWORD};
 
 fn bounded() -> Settings {
+    // The flood is of one account from one place; what is measured here is
+    // the hashing bound, so the sign-in limits (`throttle`) are set out of reach.
+    let loose = keyhold_domain::Limit {
+        free_failures: 1_000,
+        ..keyhold_domain::SignInLimits::default().per_account
+    };
     Settings {
         hashing_concurrency: 1,
         hashing_max_waiting: 2,
         danger_fast_hashing: false,
+        sign_in_limits: keyhold_domain::SignInLimits {
+            per_address: loose,
+            per_account_address: loose,
+            per_account: loose,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
@@ -17,15 +29,12 @@ fn bounded() -> Settings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn a_flood_of_sign_ins_is_shed_not_queued() {
     let env = Env::with(bounded());
-    env.core
-        .sign_up("Test Person", "ann@example.test", PASSWORD)
-        .await
-        .unwrap();
+    env.signed_up("Test Person", "ann@example.test").await;
 
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let core = env.core.clone();
-            tokio::spawn(async move { core.sign_in("ann@example.test", PASSWORD).await })
+            tokio::spawn(async move { core.sign_in("ann@example.test", PASSWORD, None).await })
         })
         .collect();
     let (mut done, mut shed) = (0, 0);
@@ -41,7 +50,7 @@ async fn a_flood_of_sign_ins_is_shed_not_queued() {
 
     // Once the flood has passed, sign-in works again.
     env.core
-        .sign_in("ann@example.test", PASSWORD)
+        .sign_in("ann@example.test", PASSWORD, None)
         .await
         .unwrap();
 }
@@ -57,16 +66,15 @@ async fn a_sign_in_cancelled_while_waiting_gives_its_place_back() {
         hashing_max_waiting: 1,
         ..bounded()
     });
-    env.core
-        .sign_up("Test Person", "ann@example.test", PASSWORD)
-        .await
-        .unwrap();
+    env.signed_up("Test Person", "ann@example.test").await;
 
     let core = env.core.clone();
-    let hashing = tokio::spawn(async move { core.sign_in("ann@example.test", PASSWORD).await });
+    let hashing =
+        tokio::spawn(async move { core.sign_in("ann@example.test", PASSWORD, None).await });
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let core = env.core.clone();
-    let waiting = tokio::spawn(async move { core.sign_in("ann@example.test", PASSWORD).await });
+    let waiting =
+        tokio::spawn(async move { core.sign_in("ann@example.test", PASSWORD, None).await });
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert!(
         !hashing.is_finished() && !waiting.is_finished(),
@@ -77,7 +85,7 @@ async fn a_sign_in_cancelled_while_waiting_gives_its_place_back() {
     hashing.await.unwrap().unwrap();
 
     // Nobody is hashing or waiting now.
-    match env.core.sign_in("ann@example.test", PASSWORD).await {
+    match env.core.sign_in("ann@example.test", PASSWORD, None).await {
         Ok(_) => {}
         Err(e) => panic!("sign-in after a cancelled one: {e:?}"),
     }

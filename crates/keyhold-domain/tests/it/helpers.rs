@@ -89,13 +89,33 @@ impl Env {
             .collect()
     }
 
+    /// The token of the newest link to `path` (e.g. "/account/confirm/")
+    /// mailed to `to`.
+    pub fn link_token(&self, to: &str, path: &str) -> String {
+        let mail = self
+            .mails()
+            .into_iter()
+            .rev()
+            .find(|m| m.to_lowercase().contains(&to.to_lowercase()) && m.contains(path))
+            .unwrap_or_else(|| panic!("no mail to {to} with a {path} link"));
+        let at = mail.find(path).unwrap() + path.len();
+        mail[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect()
+    }
+
+    /// Signs up and confirms the address from the mailed link, as a person
+    /// would; the token stands for their browser.
+    pub async fn signed_up(&self, name: &str, email: &str) -> keyhold_domain::SignedIn {
+        self.core.sign_up(name, email, PASSWORD, "/").await.unwrap();
+        let token = self.link_token(email, "/account/confirm/");
+        self.core.confirm_email(&token).await.unwrap().0
+    }
+
     /// Signs up someone by name; the token stands for their browser.
     pub async fn person(&self, name: &str, email: &str) -> SessionToken {
-        self.core
-            .sign_up(name, email, PASSWORD)
-            .await
-            .unwrap()
-            .token
+        self.signed_up(name, email).await.token
     }
 
     /// The principal as their next request sees it (memberships re-read).
@@ -109,11 +129,7 @@ impl Env {
 
     /// Signs up a new patient; returns who they are and their record.
     pub async fn patient(&self, email: &str) -> (Principal, PatientId, SessionToken) {
-        let s = self
-            .core
-            .sign_up("Test Person", email, PASSWORD)
-            .await
-            .unwrap();
+        let s = self.signed_up("Test Person", email).await;
         let patient = s
             .principal
             .own_patient

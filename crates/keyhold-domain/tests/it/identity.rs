@@ -232,7 +232,7 @@ async fn an_email_account_is_not_taken_over_but_can_link() {
     // Her password still works, and now opens the whole record.
     let by_password = env
         .core
-        .sign_in("nina@example.test", PASSWORD)
+        .sign_in("nina@example.test", PASSWORD, None)
         .await
         .unwrap();
     assert_eq!(by_password.principal.level, IdentityLevel::P9);
@@ -263,7 +263,7 @@ async fn an_nhs_login_account_has_no_password_to_guess() {
         .unwrap();
     for guess in ["", "x", PASSWORD] {
         assert!(matches!(
-            env.core.sign_in("nopw@example.test", guess).await,
+            env.core.sign_in("nopw@example.test", guess, None).await,
             Err(DomainError::BadCredentials)
         ));
     }

@@ -59,7 +59,7 @@ async fn sign_out_ends_the_session_and_only_that_one() {
     let (_, _, first) = env.patient("ann@example.test").await;
     let second = env
         .core
-        .sign_in("ann@example.test", PASSWORD)
+        .sign_in("ann@example.test", PASSWORD, None)
         .await
         .unwrap()
         .token;
@@ -79,7 +79,7 @@ async fn the_store_never_holds_a_session_token() {
     let (_, _, token) = env.patient("ann@example.test").await;
     let other = env
         .core
-        .sign_in("ann@example.test", PASSWORD)
+        .sign_in("ann@example.test", PASSWORD, None)
         .await
         .unwrap()
         .token;

@@ -26,6 +26,7 @@ pub async fn show(State(state): State<AppState>, viewer: Viewer) -> Result<Respo
             .unwrap_or_default(),
     );
     ctx.insert("has_record", &p.own_patient.is_some());
+    ctx.insert("has_password", &status.has_password);
     ctx.insert("nhs_login_available", &state.config.nhs_login.is_some());
     render(
         &state,

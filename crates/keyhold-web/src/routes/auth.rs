@@ -29,6 +29,10 @@ pub struct Credentials {
     next: String,
     #[serde(default)]
     password: String,
+    /// "Keep me signed in": the cookie outlives the browser session (the
+    /// session's own idle and absolute limits still apply).
+    #[serde(default)]
+    keep: String,
 }
 
 /// Where to go next: a path on this site only (`/x`, never `//host` or a URL),
@@ -103,12 +107,14 @@ pub async fn signin_page(
 }
 
 /// Starts the new session: a fresh cookie (the old session, if any, ends), then
-/// on to the record.
+/// on to the record. A `persistent` cookie lasts as long as the session may
+/// (12 hours); otherwise the browser drops it when it closes.
 pub(crate) async fn signed_in(
     state: &AppState,
     viewer: &Viewer,
     s: SignedIn,
     next: &str,
+    persistent: bool,
 ) -> Response {
     if let Some(old) = &viewer.session {
         if let Err(e) = state.core.sign_out(&SessionToken::from_cookie(old)).await {
@@ -116,12 +122,13 @@ pub(crate) async fn signed_in(
         }
     }
     let name = cookies::name(SESSION_COOKIE, state.config.secure_cookies);
+    let max_age = persistent.then(|| state.core.settings().session_absolute.whole_seconds());
     let cookie = cookies::set(
         &name,
         s.token.as_str(),
         state.config.secure_cookies,
         "Lax",
-        None,
+        max_age,
     );
     let mut resp = (
         StatusCode::SEE_OTHER,
@@ -145,10 +152,24 @@ pub async fn signup(
     let Submitted { viewer, form } = s;
     match state
         .core
-        .sign_up(&form.name, &form.email, &form.password)
+        .sign_up(
+            &form.name,
+            &form.email,
+            &form.password,
+            safe_next(&form.next).unwrap_or("/"),
+        )
         .await
     {
-        Ok(signed) => Ok(signed_in(&state, &viewer, signed, &form.next).await),
+        Ok(()) => super::password::check_email(
+            &state,
+            &viewer,
+            &format!(
+                "We have sent an email to {}. It has a link to confirm your address and finish creating your account.",
+                form.email.trim()
+            ),
+            "24 hours",
+            Some(form.email.trim()),
+        ),
         Err(DomainError::Invalid(errors)) => form_page(
             &state,
             &viewer,
@@ -161,10 +182,16 @@ pub async fn signup(
     }
 }
 
+/// The client's address is the TCP peer's (`ConnectInfo`), never a header a
+/// client could write: behind a proxy every client shares the proxy's, and the
+/// per-account limits still apply. Absent (a router driven without a socket),
+/// only the per-account limits apply.
 pub async fn signin(
     State(state): State<AppState>,
+    connect: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     s: Submitted<Credentials>,
 ) -> Result<Response, WebError> {
+    let client = connect.map(|c| c.0 .0.ip());
     let Submitted { viewer, form } = s;
     let mut missing = Vec::new();
     if form.email.trim().is_empty() {
@@ -183,8 +210,12 @@ pub async fn signin(
             &missing,
         );
     }
-    match state.core.sign_in(&form.email, &form.password).await {
-        Ok(signed) => Ok(signed_in(&state, &viewer, signed, &form.next).await),
+    match state
+        .core
+        .sign_in(&form.email, &form.password, client)
+        .await
+    {
+        Ok(signed) => Ok(signed_in(&state, &viewer, signed, &form.next, form.keep == "yes").await),
         Err(DomainError::BadCredentials) => form_page(
             &state,
             &viewer,
@@ -196,6 +227,17 @@ pub async fn signin(
                 "Enter a correct email address and password",
             )],
         ),
+        Err(DomainError::EmailUnconfirmed) => {
+            // Only someone who knows the password gets here: send a new link.
+            state.core.resend_confirmation(&form.email).await;
+            super::password::check_email(
+                &state,
+                &viewer,
+                "You need to confirm your email address before you can sign in. We have sent you a new link.",
+                "24 hours",
+                None,
+            )
+        }
         Err(e) => Err(e.into()),
     }
 }

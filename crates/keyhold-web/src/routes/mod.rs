@@ -7,6 +7,7 @@ mod documents;
 mod invitations;
 mod nhs_login;
 mod orgs;
+mod password;
 mod people;
 mod record;
 mod sharing;
@@ -61,6 +62,27 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/nhs/start", get(nhs_login::start))
         .route("/auth/nhs/callback", get(nhs_login::callback))
         .route("/account", get(account::show))
+        .route("/account/confirm", post(password::resend))
+        .route(
+            "/account/confirm/{token}",
+            get(password::confirm_page).post(password::confirm),
+        )
+        .route(
+            "/account/password",
+            get(password::change_page).post(password::change),
+        )
+        .route(
+            "/account/signout-everywhere",
+            post(password::sign_out_everywhere),
+        )
+        .route(
+            "/password/forgot",
+            get(password::forgot_page).post(password::forgot),
+        )
+        .route(
+            "/password/reset/{token}",
+            get(password::reset_page).post(password::reset),
+        )
         .nest("/record", record_routes(upload_cap))
         .nest(
             "/people/{patient}/record",

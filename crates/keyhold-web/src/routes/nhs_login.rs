@@ -149,7 +149,7 @@ async fn finish(
     match state.core.nhs_login(&verified, flow.link).await {
         Ok(signed) => {
             tracing::info!(level = %verified.level, linked = flow.link.is_some(), "signed in with NHS login");
-            Ok(signed_in(state, viewer, signed, &flow.next).await)
+            Ok(signed_in(state, viewer, signed, &flow.next, false).await)
         }
         Err(DomainError::Invalid(errors)) => {
             let message = errors

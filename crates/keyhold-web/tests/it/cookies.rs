@@ -6,8 +6,8 @@ use reqwest::header::{COOKIE, STRICT_TRANSPORT_SECURITY};
 use reqwest::StatusCode;
 
 use crate::helpers::{
-    attributes, bare_client, browser, cookie_value, csrf_in, fast, header, location, post_form,
-    set_cookie, spawn_app, spawn_with, PASSWORD,
+    attributes, bare_client, browser, cookie_value, csrf_in, csrf_token, fast, header, location,
+    mailed_token, post_form, set_cookie, spawn_app, spawn_with, PASSWORD,
 };
 
 fn assert_attributes(what: &str, set_cookie: &str, want: &[&str], refuse: &[&str]) {
@@ -51,8 +51,19 @@ async fn session_and_csrf_cookies_are_http_only_and_same_site() {
         ("password", PASSWORD),
     ];
     let resp = post_form(&app, &client, "/signup", &fields).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        set_cookie(&resp, "keyhold_session").is_none(),
+        "no session before the address is confirmed"
+    );
+    let confirm = format!(
+        "/account/confirm/{}",
+        mailed_token(&app, "ann@example.test", "/account/confirm/")
+    );
+    let token = csrf_token(&app, &client, &confirm).await;
+    let resp = post_form(&app, &client, &confirm, &[("csrf_token", &token)]).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    let session = set_cookie(&resp, "keyhold_session").expect("a session cookie at sign-up");
+    let session = set_cookie(&resp, "keyhold_session").expect("a session cookie on confirming");
     assert_attributes(
         "session cookie",
         &session,
@@ -105,6 +116,18 @@ async fn behind_tls_cookies_are_host_prefixed_and_secure_and_hsts_is_sent() {
         .post(app.url("/signup"))
         .header(COOKIE, format!("__Host-keyhold_csrf={secret}"))
         .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let confirm = format!(
+        "/account/confirm/{}",
+        mailed_token(&app, "ann@example.test", "/account/confirm/")
+    );
+    let resp = client
+        .post(app.url(&confirm))
+        .header(COOKIE, format!("__Host-keyhold_csrf={secret}"))
+        .form(&[("csrf_token", token.as_str())])
         .send()
         .await
         .unwrap();

@@ -257,8 +257,40 @@ pub async fn sign_up_as(app: &TestApp, client: &Client, name: &str, email: &str)
         ],
     )
     .await;
-    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "sign-up of {email}");
-    assert_eq!(location(&resp).as_deref(), Some("/"));
+    assert_eq!(resp.status(), StatusCode::OK, "sign-up of {email}");
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("Check your email"),
+        "sign-up of {email}:\n{page}"
+    );
+    confirm_from_mail(app, client, email).await;
+}
+
+/// The token of the newest link to `path` (e.g. "/account/confirm/") mailed to `to`.
+pub fn mailed_token(app: &TestApp, to: &str, path: &str) -> String {
+    let mail = app
+        .mails()
+        .into_iter()
+        .rev()
+        .find(|m| m.contains(to) && m.contains(path))
+        .unwrap_or_else(|| panic!("no mail to {to} with a {path} link"));
+    let at = mail.find(path).unwrap() + path.len();
+    mail[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+/// Opens the confirmation link mailed to `email` and presses its button; the
+/// browser is then signed in.
+pub async fn confirm_from_mail(app: &TestApp, client: &Client, email: &str) {
+    let path = format!(
+        "/account/confirm/{}",
+        mailed_token(app, email, "/account/confirm/")
+    );
+    let token = csrf_token(app, client, &path).await;
+    let resp = post_form(app, client, &path, &[("csrf_token", &token)]).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "confirming {email}");
 }
 
 /// A new browser, signed up and signed in as `email`.

@@ -12,3 +12,4 @@ mod input;
 mod orgs;
 mod sharing;
 mod system;
+mod throttle;

@@ -98,8 +98,8 @@ fn audit_verify_detects_tampering() {
             core.create_account_for("Test Person", email, PASSWORD, Some(patient))
                 .await
                 .unwrap();
-            let signed = core.sign_in(email, PASSWORD).await.unwrap();
-            let wrong = core.sign_in(email, "not the password at all").await;
+            let signed = core.sign_in(email, PASSWORD, None).await.unwrap();
+            let wrong = core.sign_in(email, "not the password at all", None).await;
             assert!(
                 matches!(wrong, Err(DomainError::BadCredentials)),
                 "a wrong password signed in: {wrong:?}"

@@ -33,7 +33,12 @@ fn identity_verify_links_an_account_to_the_checked_record() {
     {
         let core = open_core(&data, &keys);
         runtime()
-            .block_on(core.sign_up("Pat Example", "pat@example.test", "a long passphrase"))
+            .block_on(core.create_account_for(
+                "Pat Example",
+                "pat@example.test",
+                "a long passphrase",
+                None,
+            ))
             .unwrap();
     }
 

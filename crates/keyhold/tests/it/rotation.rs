@@ -72,7 +72,7 @@ fn rotation_keeps_records_readable_without_the_old_key() {
                 .await
                 .unwrap_or_else(|e| panic!("patient #{i}: creating an account: {e}"));
             let signed = core
-                .sign_in(email, PASSWORD)
+                .sign_in(email, PASSWORD, None)
                 .await
                 .unwrap_or_else(|e| panic!("patient #{i}: signing in: {e}"));
             core.record(&signed.principal, patient)
