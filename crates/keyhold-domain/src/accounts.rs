@@ -81,7 +81,7 @@ impl SessionToken {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-    fn key(&self) -> [u8; 32] {
+    pub(crate) fn key(&self) -> [u8; 32] {
         sha256(self.0.as_bytes())
     }
 }
@@ -147,6 +147,7 @@ impl Keyhold {
             verified_at: None,
             email_unverified: address == Address::ToConfirm,
             sessions_valid_after: None,
+            totp: None,
         };
         let key = self.email_key(email);
         batch.require_absent(ACCOUNTS_BY_EMAIL, key.clone());
@@ -380,6 +381,11 @@ impl Keyhold {
             })
             .await?;
         match (ok, account) {
+            (true, Some(account)) if self.needs_second_factor(account)? => {
+                // The password was right; the session waits for the code.
+                let pending = self.hold_second_factor(account, 0, "/").await?;
+                Err(DomainError::SecondFactorNeeded { pending })
+            }
             (true, Some(account)) => {
                 let token = self.start_session(account, now).await?;
                 Ok(SignedIn {
@@ -460,6 +466,7 @@ impl Keyhold {
             account,
             created_at: now,
             last_seen_at: now,
+            confirmed_at: None,
         };
         let mut b = Batch::new();
         b.require_absent(SESSIONS, token.key().to_vec());

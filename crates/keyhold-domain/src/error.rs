@@ -38,6 +38,10 @@ pub enum DomainError {
     /// Already exists (an account with this email).
     #[error("already exists")]
     Conflict,
+    /// The right password for an account with two-factor on: ask for a code,
+    /// carrying `pending` (single use, ten minutes) to `complete_second_factor`.
+    #[error("a two-factor code is needed")]
+    SecondFactorNeeded { pending: String },
     /// The right password, for an address whose mailed link was not opened yet.
     #[error("the email address has not been confirmed")]
     EmailUnconfirmed,

@@ -32,6 +32,7 @@ mod service;
 mod sharing;
 mod throttle;
 pub mod trees;
+pub mod two_factor;
 pub mod upload;
 mod vault;
 

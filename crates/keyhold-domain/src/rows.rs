@@ -83,6 +83,25 @@ pub(crate) struct AccountRowV1 {
         skip_serializing_if = "Option::is_none"
     )]
     pub sessions_valid_after: Option<OffsetDateTime>,
+    /// Two-factor: the TOTP secret (sealed) and the recovery codes (hashed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<TotpRowV1>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct TotpRowV1 {
+    /// Counts enrolments; part of the secret's AAD.
+    pub version: u32,
+    #[serde(with = "b64")]
+    pub secret: Vec<u8>,
+    /// False while enrolling (the code from the app not yet checked).
+    pub enabled: bool,
+    /// The last 30-second step whose code was accepted: a code is used once.
+    #[serde(default)]
+    pub last_step: u64,
+    /// SHA-256 (hex) of each unused recovery code.
+    #[serde(default)]
+    pub recovery: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -92,6 +111,14 @@ pub(crate) struct SessionRowV1 {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub last_seen_at: OffsetDateTime,
+    /// When the holder last proved it was them (sign-in, or asked again
+    /// before a sensitive change); absent means at `created_at`.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub confirmed_at: Option<OffsetDateTime>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -51,6 +51,18 @@ impl<'a> Aad<'a> {
         }
     }
 
+    /// An account's TOTP secret; `version` counts enrolments, so a secret from
+    /// an earlier enrolment does not open as the current one.
+    pub fn account_totp(account: &'a AccountId, version: u32) -> Self {
+        Aad {
+            owner: KeyOwner::Account(*account),
+            kind: "account-totp",
+            record: account.as_bytes(),
+            version,
+            part: 0,
+        }
+    }
+
     pub fn grant(patient: PatientId, grant: &'a GrantId, version: u32) -> Self {
         Aad {
             owner: KeyOwner::Patient(patient),

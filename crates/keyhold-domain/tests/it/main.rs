@@ -15,3 +15,4 @@ mod identity;
 mod keys;
 mod sessions;
 mod throttle;
+mod two_factor;

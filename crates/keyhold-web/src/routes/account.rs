@@ -27,6 +27,10 @@ pub async fn show(State(state): State<AppState>, viewer: Viewer) -> Result<Respo
     );
     ctx.insert("has_record", &p.own_patient.is_some());
     ctx.insert("has_password", &status.has_password);
+    ctx.insert(
+        "two_factor",
+        &state.core.two_factor_status(p.account)?.enabled,
+    );
     ctx.insert("nhs_login_available", &state.config.nhs_login.is_some());
     render(
         &state,

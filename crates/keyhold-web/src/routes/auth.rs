@@ -227,6 +227,9 @@ pub async fn signin(
                 "Enter a correct email address and password",
             )],
         ),
+        Err(DomainError::SecondFactorNeeded { pending }) => {
+            super::two_factor::ask_for_code(&state, &pending, &form.next, form.keep == "yes")
+        }
         Err(DomainError::EmailUnconfirmed) => {
             // Only someone who knows the password gets here: send a new link.
             state.core.resend_confirmation(&form.email).await;

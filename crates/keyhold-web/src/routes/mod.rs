@@ -13,6 +13,7 @@ mod record;
 mod sharing;
 mod system;
 mod terms;
+mod two_factor;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
@@ -27,8 +28,23 @@ const FORM_LIMIT: usize = 64 * 1024;
 /// The pages of one record. Mounted twice: at `/record` for the signed-in
 /// person's own, and at `/people/{patient}/record` for anyone else's (the
 /// `Subject` extractor tells which); the domain decides every request.
-fn record_routes(upload_cap: usize) -> Router<AppState> {
+fn record_routes(upload_cap: usize, state: &AppState) -> Router<AppState> {
+    // Sharing asks the holder to confirm it is them if they have not given
+    // their password or a code for a while.
+    let sharing = Router::new()
+        .route("/sharing", get(sharing::list).post(sharing::create))
+        .route("/sharing/new", get(sharing::new_page))
+        .route(
+            "/sharing/{grant}",
+            get(sharing::change_page_get).post(sharing::change),
+        )
+        .route("/sharing/{grant}/stop", post(sharing::stop))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            two_factor::require_recent_confirmation,
+        ));
     Router::new()
+        .merge(sharing)
         .route("/", get(record::overview))
         .route("/demographics", get(record::demographics))
         .route("/entries/new", get(record::new_entry_page))
@@ -42,13 +58,6 @@ fn record_routes(upload_cap: usize) -> Router<AppState> {
         )
         .route("/documents.zip", get(documents::zip_all))
         .route("/documents/{id}", get(documents::download))
-        .route("/sharing", get(sharing::list).post(sharing::create))
-        .route("/sharing/new", get(sharing::new_page))
-        .route(
-            "/sharing/{grant}",
-            get(sharing::change_page_get).post(sharing::change),
-        )
-        .route("/sharing/{grant}/stop", post(sharing::stop))
         .route("/access", get(access::log))
 }
 
@@ -63,6 +72,26 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/nhs/callback", get(nhs_login::callback))
         .route("/account", get(account::show))
         .route("/account/confirm", post(password::resend))
+        .route(
+            "/signin/code",
+            get(two_factor::code_page).post(two_factor::code),
+        )
+        .route(
+            "/account/confirm-it-is-you",
+            get(two_factor::confirm_page).post(two_factor::confirm),
+        )
+        .merge(
+            Router::new()
+                .route(
+                    "/account/two-factor",
+                    get(two_factor::show).post(two_factor::enable),
+                )
+                .route("/account/two-factor/off", post(two_factor::disable))
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    two_factor::require_recent_confirmation,
+                )),
+        )
         .route(
             "/account/confirm/{token}",
             get(password::confirm_page).post(password::confirm),
@@ -83,10 +112,10 @@ pub fn router(state: AppState) -> Router {
             "/password/reset/{token}",
             get(password::reset_page).post(password::reset),
         )
-        .nest("/record", record_routes(upload_cap))
+        .nest("/record", record_routes(upload_cap, &state))
         .nest(
             "/people/{patient}/record",
-            record_routes(upload_cap).layer(middleware::map_response(error::not_shared)),
+            record_routes(upload_cap, &state).layer(middleware::map_response(error::not_shared)),
         )
         .route("/people", get(people::list))
         .route(

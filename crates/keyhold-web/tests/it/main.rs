@@ -13,3 +13,4 @@ mod orgs;
 mod sharing;
 mod system;
 mod throttle;
+mod two_factor;
