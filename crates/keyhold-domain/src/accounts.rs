@@ -110,6 +110,40 @@ pub(crate) enum Address {
     ToConfirm,
 }
 
+/// Adds a changed account row to `batch`, requiring the stored row to be
+/// `old` (the bytes it was read as), so two changes made at once cannot both
+/// land: the second fails with a conflict instead of undoing the first.
+pub(crate) fn put_account(
+    batch: &mut Batch,
+    id: AccountId,
+    old: Vec<u8>,
+    row: &AccountRowV1,
+) -> Result<(), DomainError> {
+    batch.require_equals(ACCOUNTS, id.as_bytes().to_vec(), Some(old));
+    batch.put(ACCOUNTS, id.as_bytes().to_vec(), serde_json::to_vec(row)?);
+    Ok(())
+}
+
+/// An audit event about an account, by its holder.
+pub(crate) fn account_event(
+    at: OffsetDateTime,
+    account: AccountId,
+    action: AuditAction,
+    purpose: &str,
+    outcome: Outcome,
+) -> AuditEvent {
+    AuditEvent {
+        at,
+        actor: AuditActor::patient(account),
+        action,
+        patient: None,
+        resource: format!("account/{account}"),
+        purpose: purpose.into(),
+        outcome,
+        basis: None,
+    }
+}
+
 impl Keyhold {
     pub(crate) fn email_key(&self, email: &Email) -> Vec<u8> {
         self.vault.blind(EMAIL_INDEX, &email.normalised()).to_vec()

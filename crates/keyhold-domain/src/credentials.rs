@@ -21,9 +21,10 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 use crate::accounts::Password;
-use crate::audit::{AuditAction, AuditActor, AuditEvent, Outcome};
+use crate::accounts::{account_event, put_account};
+use crate::audit::{AuditAction, Outcome};
 use crate::policy::Principal;
-use crate::trees::{ACCOUNTS, EMAIL_TOKENS};
+use crate::trees::EMAIL_TOKENS;
 use crate::{AccountId, DomainError, Email, Keyhold, SessionToken, SignedIn};
 
 /// How long a link to confirm an email address works.
@@ -162,15 +163,16 @@ impl Keyhold {
         let mut row = self.account_row(t.account)?;
         let old = serde_json::to_vec(&row)?;
         row.email_unverified = false;
-        batch.require_equals(ACCOUNTS, t.account.as_bytes().to_vec(), Some(old));
-        batch.put(
-            ACCOUNTS,
-            t.account.as_bytes().to_vec(),
-            serde_json::to_vec(&row)?,
-        );
+        put_account(&mut batch, t.account, old, &row)?;
         self.audit.add(
             &mut batch,
-            &self.account_event(t.account, AuditAction::Update, "confirm the email address"),
+            &account_event(
+                self.clock.now(),
+                t.account,
+                AuditAction::Update,
+                "confirm the email address",
+                Outcome::Success,
+            ),
         )?;
         submit_link(self, batch).await?;
         let signed = self.signed_in_now(t.account).await?;
@@ -229,10 +231,12 @@ impl Keyhold {
         let token = self.email_token_into(&mut batch, account, LinkPurpose::ResetPassword, "/")?;
         self.audit.add(
             &mut batch,
-            &self.account_event(
+            &account_event(
+                self.clock.now(),
                 account,
                 AuditAction::Update,
                 "ask for a password reset link",
+                Outcome::Success,
             ),
         )?;
         self.store.submit(batch).await?;
@@ -273,15 +277,16 @@ impl Keyhold {
         row.password = phc;
         row.email_unverified = false;
         row.sessions_valid_after = Some(self.clock.now());
-        batch.require_equals(ACCOUNTS, t.account.as_bytes().to_vec(), Some(old));
-        batch.put(
-            ACCOUNTS,
-            t.account.as_bytes().to_vec(),
-            serde_json::to_vec(&row)?,
-        );
+        put_account(&mut batch, t.account, old, &row)?;
         self.audit.add(
             &mut batch,
-            &self.account_event(t.account, AuditAction::Update, "reset the password"),
+            &account_event(
+                self.clock.now(),
+                t.account,
+                AuditAction::Update,
+                "reset the password",
+                Outcome::Success,
+            ),
         )?;
         submit_link(self, batch).await?;
         self.signed_in_now(t.account).await
@@ -320,15 +325,16 @@ impl Keyhold {
         row.password = new_phc;
         row.sessions_valid_after = Some(self.clock.now());
         let mut batch = Batch::new();
-        batch.require_equals(ACCOUNTS, p.account.as_bytes().to_vec(), Some(old));
-        batch.put(
-            ACCOUNTS,
-            p.account.as_bytes().to_vec(),
-            serde_json::to_vec(&row)?,
-        );
+        put_account(&mut batch, p.account, old, &row)?;
         self.audit.add(
             &mut batch,
-            &self.account_event(p.account, AuditAction::Update, "change the password"),
+            &account_event(
+                self.clock.now(),
+                p.account,
+                AuditAction::Update,
+                "change the password",
+                Outcome::Success,
+            ),
         )?;
         match self.store.submit(batch).await {
             Ok(_) => {}
@@ -345,15 +351,16 @@ impl Keyhold {
         // Strictly after now: a session begun this very instant ends too.
         row.sessions_valid_after = Some(self.clock.now() + Duration::nanoseconds(1));
         let mut batch = Batch::new();
-        batch.require_equals(ACCOUNTS, p.account.as_bytes().to_vec(), Some(old));
-        batch.put(
-            ACCOUNTS,
-            p.account.as_bytes().to_vec(),
-            serde_json::to_vec(&row)?,
-        );
+        put_account(&mut batch, p.account, old, &row)?;
         self.audit.add(
             &mut batch,
-            &self.account_event(p.account, AuditAction::SignOut, "sign out everywhere"),
+            &account_event(
+                self.clock.now(),
+                p.account,
+                AuditAction::SignOut,
+                "sign out everywhere",
+                Outcome::Success,
+            ),
         )?;
         match self.store.submit(batch).await {
             Ok(_) => Ok(()),
@@ -387,21 +394,6 @@ impl Keyhold {
 
 fn link_gone() -> DomainError {
     DomainError::invalid("link", "This link has expired or has already been used")
-}
-
-impl Keyhold {
-    fn account_event(&self, account: AccountId, action: AuditAction, purpose: &str) -> AuditEvent {
-        AuditEvent {
-            at: self.clock.now(),
-            actor: AuditActor::patient(account),
-            action,
-            patient: None,
-            resource: format!("account/{account}"),
-            purpose: purpose.into(),
-            outcome: Outcome::Success,
-            basis: None,
-        }
-    }
 }
 
 async fn submit_link(core: &Keyhold, batch: Batch) -> Result<(), DomainError> {

@@ -17,12 +17,13 @@ use keyhold_storage::{Batch, StorageError};
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
+use crate::accounts::put_account;
 use crate::audit::{AuditAction, AuditActor, AuditEvent, AuditRole, Outcome};
 use crate::ids::KeyOwner;
 use crate::policy::Principal;
 use crate::rows::AccountRowV1;
 use crate::trees::{
-    ACCOUNTS, ACCOUNTS_BY_EMAIL, ACCOUNTS_BY_NHS_LOGIN, DOCUMENTS, ENTRIES, GRANTS, LOGIN_FLOWS,
+    ACCOUNTS_BY_EMAIL, ACCOUNTS_BY_NHS_LOGIN, DOCUMENTS, ENTRIES, GRANTS, LOGIN_FLOWS,
 };
 use crate::{AccountId, Demographics, DomainError, Email, Keyhold, NhsNumber, PatientId, SignedIn};
 
@@ -159,12 +160,7 @@ impl Keyhold {
             vot: id.vot.clone(),
         });
         row.verified_at = Some(self.clock.now());
-        batch.require_equals(ACCOUNTS, account.as_bytes().to_vec(), Some(old));
-        batch.put(
-            ACCOUNTS,
-            account.as_bytes().to_vec(),
-            serde_json::to_vec(&row)?,
-        );
+        put_account(&mut batch, account, old, &row)?;
         let now = self.clock.now();
         self.audit.add(
             &mut batch,
@@ -370,12 +366,7 @@ impl Keyhold {
         row.level = level;
         row.verified_by = Some(VerifiedBy::Operator);
         row.verified_at = Some(self.clock.now());
-        batch.require_equals(ACCOUNTS, account.as_bytes().to_vec(), Some(old));
-        batch.put(
-            ACCOUNTS,
-            account.as_bytes().to_vec(),
-            serde_json::to_vec(&row)?,
-        );
+        put_account(&mut batch, account, old, &row)?;
         self.audit.add(
             &mut batch,
             &AuditEvent {

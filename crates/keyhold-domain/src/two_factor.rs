@@ -18,11 +18,12 @@ use totp_rs::{Algorithm, TOTP};
 use zeroize::Zeroizing;
 
 use crate::accounts::SessionToken;
-use crate::audit::{AuditAction, AuditActor, AuditEvent, AuditRole, Outcome};
+use crate::accounts::{account_event, put_account};
+use crate::audit::{AuditAction, Outcome};
 use crate::ids::KeyOwner;
 use crate::policy::Principal;
 use crate::rows::{SessionRowV1, TotpRowV1};
-use crate::trees::{ACCOUNTS, SESSIONS};
+use crate::trees::SESSIONS;
 use crate::vault::Aad;
 use crate::{AccountId, DomainError, Keyhold, SignedIn};
 
@@ -153,12 +154,7 @@ impl Keyhold {
             recovery: Vec::new(),
         });
         let mut batch = Batch::new();
-        batch.require_equals(ACCOUNTS, p.account.as_bytes().to_vec(), Some(old));
-        batch.put(
-            ACCOUNTS,
-            p.account.as_bytes().to_vec(),
-            serde_json::to_vec(&row)?,
-        );
+        put_account(&mut batch, p.account, old, &row)?;
         self.store.submit(batch).await.map_err(conflict)?;
         let totp = totp(
             secret.to_vec(),
@@ -196,19 +192,15 @@ impl Keyhold {
         t.last_step = step;
         t.recovery = codes.iter().map(|c| hash_code(c)).collect();
         let mut batch = Batch::new();
-        batch.require_equals(ACCOUNTS, p.account.as_bytes().to_vec(), Some(old));
-        batch.put(
-            ACCOUNTS,
-            p.account.as_bytes().to_vec(),
-            serde_json::to_vec(&row)?,
-        );
+        put_account(&mut batch, p.account, old, &row)?;
         self.audit.add(
             &mut batch,
-            &self.two_factor_event(
+            &account_event(
+                self.clock.now(),
                 p.account,
                 AuditAction::Update,
                 "turn on two-factor sign-in",
-                true,
+                Outcome::Success,
             ),
         )?;
         self.store.submit(batch).await.map_err(conflict)?;
@@ -221,19 +213,15 @@ impl Keyhold {
         let old = serde_json::to_vec(&row)?;
         row.totp = None;
         let mut batch = Batch::new();
-        batch.require_equals(ACCOUNTS, p.account.as_bytes().to_vec(), Some(old));
-        batch.put(
-            ACCOUNTS,
-            p.account.as_bytes().to_vec(),
-            serde_json::to_vec(&row)?,
-        );
+        put_account(&mut batch, p.account, old, &row)?;
         self.audit.add(
             &mut batch,
-            &self.two_factor_event(
+            &account_event(
+                self.clock.now(),
                 p.account,
                 AuditAction::Update,
                 "turn off two-factor sign-in",
-                true,
+                Outcome::Success,
             ),
         )?;
         self.store.submit(batch).await.map(drop).map_err(conflict)
@@ -273,12 +261,7 @@ impl Keyhold {
         };
         if accepted {
             let mut batch = Batch::new();
-            batch.require_equals(ACCOUNTS, account.as_bytes().to_vec(), Some(old));
-            batch.put(
-                ACCOUNTS,
-                account.as_bytes().to_vec(),
-                serde_json::to_vec(&row)?,
-            );
+            put_account(&mut batch, account, old, &row)?;
             match self.store.submit(batch).await {
                 Ok(_) => {}
                 // Another request used a code at the same moment: this one loses.
@@ -331,7 +314,8 @@ impl Keyhold {
             .map_err(SecondFactorError::Domain)?;
         let now = self.clock.now();
         self.audit
-            .record(&self.two_factor_event(
+            .record(&account_event(
+                now,
                 account,
                 if ok {
                     AuditAction::SignIn
@@ -343,7 +327,7 @@ impl Keyhold {
                 } else {
                     "sign in: wrong two-factor code"
                 },
-                ok,
+                outcome(ok),
             ))
             .await
             .map_err(SecondFactorError::Domain)?;
@@ -413,7 +397,8 @@ impl Keyhold {
                     .await?
         };
         self.audit
-            .record(&self.two_factor_event(
+            .record(&account_event(
+                self.clock.now(),
                 p.account,
                 AuditAction::Update,
                 if ok {
@@ -421,7 +406,7 @@ impl Keyhold {
                 } else {
                     "confirm it is them: refused"
                 },
-                ok,
+                outcome(ok),
             ))
             .await?;
         if !ok {
@@ -441,34 +426,6 @@ impl Keyhold {
         batch.require_equals(SESSIONS, key.to_vec(), Some(raw));
         batch.put(SESSIONS, key.to_vec(), serde_json::to_vec(&row)?);
         self.store.submit(batch).await.map(drop).map_err(conflict)
-    }
-
-    fn two_factor_event(
-        &self,
-        account: AccountId,
-        action: AuditAction,
-        purpose: &str,
-        ok: bool,
-    ) -> AuditEvent {
-        AuditEvent {
-            at: self.clock.now(),
-            actor: AuditActor {
-                account: Some(account),
-                role: AuditRole::Patient,
-                organisation: None,
-                acting_for: None,
-            },
-            action,
-            patient: None,
-            resource: format!("account/{account}"),
-            purpose: purpose.into(),
-            outcome: if ok {
-                Outcome::Success
-            } else {
-                Outcome::Denied
-            },
-            basis: None,
-        }
     }
 }
 
@@ -494,6 +451,14 @@ fn matching_step(totp: &TOTP, code: &str, now: OffsetDateTime) -> Option<u64> {
     [step.saturating_sub(1), step, step + 1]
         .into_iter()
         .find(|s| constant_time_eq(totp.generate(s * STEP).as_bytes(), code.trim().as_bytes()))
+}
+
+fn outcome(ok: bool) -> Outcome {
+    if ok {
+        Outcome::Success
+    } else {
+        Outcome::Denied
+    }
 }
 
 fn wrong_code() -> DomainError {

@@ -133,6 +133,25 @@ struct ErrorItem<'a> {
     message: &'a str,
 }
 
+/// A form page: its errors in the context (summary and fields), and 422 when
+/// there are any, 200 otherwise.
+pub fn render_form(
+    state: &AppState,
+    viewer: &Viewer,
+    template: &str,
+    title: &str,
+    mut ctx: Context,
+    errors: &[FieldError],
+) -> Result<Response, WebError> {
+    insert_errors(&mut ctx, errors);
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    render(state, viewer, status, template, title, ctx)
+}
+
 pub fn insert_errors(ctx: &mut Context, errors: &[FieldError]) {
     let items: Vec<ErrorItem<'_>> = errors
         .iter()

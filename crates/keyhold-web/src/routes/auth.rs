@@ -11,7 +11,7 @@ use tera::Context;
 use crate::csrf::SESSION_COOKIE;
 use crate::error::WebError;
 use crate::extract::{csrf_field, CsrfOnly, Submitted, Viewer};
-use crate::pages::{insert_errors, query_value, render};
+use crate::pages::{query_value, render_form};
 use crate::{cookies, AppState};
 
 csrf_field!(Credentials);
@@ -67,13 +67,7 @@ fn form_page(
         &serde_json::json!({ "name": name, "email": email, "next": safe_next(next).unwrap_or(""), "next_query": query_value(safe_next(next).unwrap_or("")) }),
     );
     ctx.insert("nhs_login_available", &state.config.nhs_login.is_some());
-    insert_errors(&mut ctx, errors);
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    render(state, viewer, status, template, title, ctx)
+    render_form(state, viewer, template, title, ctx, errors)
 }
 
 pub async fn signup_page(

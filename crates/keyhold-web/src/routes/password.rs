@@ -15,7 +15,7 @@ use super::auth::signed_in;
 use crate::csrf::SESSION_COOKIE;
 use crate::error::WebError;
 use crate::extract::{csrf_field, param, CsrfOnly, Params, Submitted, Viewer};
-use crate::pages::{insert_errors, render};
+use crate::pages::{render, render_form};
 use crate::{cookies, AppState};
 
 /// "Check your email": the same page whether or not the address has an account.
@@ -132,19 +132,13 @@ fn forgot_form(
 ) -> Result<Response, WebError> {
     let mut ctx = Context::new();
     ctx.insert("values", &serde_json::json!({ "email": email }));
-    insert_errors(&mut ctx, errors);
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    render(
+    render_form(
         state,
         viewer,
-        status,
         "password_forgot.html",
         "Reset your password",
         ctx,
+        errors,
     )
 }
 
@@ -190,19 +184,13 @@ fn reset_form(
 ) -> Result<Response, WebError> {
     let mut ctx = Context::new();
     ctx.insert("token", token);
-    insert_errors(&mut ctx, errors);
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    render(
+    render_form(
         state,
         viewer,
-        status,
         "password_reset.html",
         "Choose a new password",
         ctx,
+        errors,
     )
 }
 
@@ -252,20 +240,14 @@ fn change_form(
     viewer: &Viewer,
     errors: &[FieldError],
 ) -> Result<Response, WebError> {
-    let mut ctx = Context::new();
-    insert_errors(&mut ctx, errors);
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    render(
+    let ctx = Context::new();
+    render_form(
         state,
         viewer,
-        status,
         "password_change.html",
         "Change your password",
         ctx,
+        errors,
     )
 }
 

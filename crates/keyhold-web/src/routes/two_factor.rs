@@ -17,7 +17,7 @@ use tera::Context;
 use super::auth::{safe_next, signed_in};
 use crate::error::WebError;
 use crate::extract::{csrf_field, CsrfOnly, Submitted, Viewer};
-use crate::pages::{insert_errors, query_value, render, see_other};
+use crate::pages::{insert_errors, query_value, render, render_form, see_other};
 use crate::{cookies, AppState};
 
 /// Holds a sign-in whose password was right until its code comes.
@@ -71,19 +71,13 @@ fn code_form(
     let mut ctx = Context::new();
     ctx.insert("next", safe_next(next).unwrap_or("/"));
     ctx.insert("keep", &keep);
-    insert_errors(&mut ctx, errors);
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    render(
+    render_form(
         state,
         viewer,
-        status,
         "signin_code.html",
         "Enter your security code",
         ctx,
+        errors,
     )
 }
 
@@ -348,19 +342,13 @@ fn confirm_form(
         "nhs_login_only",
         &!state.core.identity_status(p.account)?.has_password,
     );
-    insert_errors(&mut ctx, errors);
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    render(
+    render_form(
         state,
         viewer,
-        status,
         "confirm_it_is_you.html",
         "Confirm it is you",
         ctx,
+        errors,
     )
 }
 
