@@ -554,6 +554,7 @@ describe('Keyhold two-factor sign-in in a real browser: TOTP, recovery codes, to
     await passwordLeadsToCode(t, 'signing in again, kept', { keep: true });
     assert.equal(new URL(page.url()).searchParams.get('keep'), 'yes', '"Keep me signed in" is carried to /signin/code');
     const again = await freshCode(t, 'signing in again');
+    t.diagnostic(`code for step ${again.step}${again.step === c.step ? ' (the same code that was refused above)' : ''}`);
     const { res: final, post } = await submitCode(again.code);
     usedCode(again);
     await assertOnRecord(final, 'the password again, then a code from the app');

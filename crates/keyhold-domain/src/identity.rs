@@ -265,8 +265,19 @@ impl Keyhold {
             return Ok(keep);
         }
         let own_shell = match row.patient {
-            Some(current) if self.load_demographics(current)?.nhs_number.is_none() => Some(current),
-            _ => None,
+            Some(current) => match self.load_demographics(current)?.nhs_number {
+                None => Some(current),
+                // The account opens the record of another NHS number: this
+                // identity is someone else's, or the earlier link was wrong.
+                // Either way nobody is moved silently.
+                Some(_) => {
+                    return Err(DomainError::invalid(
+                        "nhs-number",
+                        "This account already opens the record of a different NHS number, so it cannot be linked to this identity. Ask support to check",
+                    ))
+                }
+            },
+            None => None,
         };
         match (target, own_shell) {
             (None, Some(current)) => Ok(LinkedRecord {

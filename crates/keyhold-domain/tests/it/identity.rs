@@ -367,3 +367,35 @@ async fn a_login_flow_is_taken_once_and_expires() {
         "expired"
     );
 }
+
+#[tokio::test]
+async fn an_account_is_not_moved_to_another_persons_record() {
+    let env = Env::new();
+    let (first, nhs_a) = seeded(&env).await;
+    let other = env.core.seed_patients(1).await.unwrap();
+    let s = env
+        .core
+        .nhs_login(
+            &identity("sub-a2", IdentityLevel::P9, Some(&nhs_a), "a2@example.test"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.principal.own_patient, Some(first));
+    // The same account, now vouched for with another NHS number.
+    let refused = env
+        .core
+        .nhs_login(
+            &identity(
+                "sub-a2",
+                IdentityLevel::P9,
+                Some(&other[0].nhs_number),
+                "a2@example.test",
+            ),
+            None,
+        )
+        .await;
+    assert!(matches!(refused, Err(DomainError::Invalid(_))));
+    let now = env.now(&s.token).await;
+    assert_eq!(now.own_patient, Some(first), "still the first record");
+}
