@@ -573,6 +573,13 @@ describe('Keyhold sign-in with NHS login (test provider, demo data)', () => {
     await assertRefused(plain, { status: 400, reason: 'expired', jar, server: serverA, what: 'the right state without the flow cookie' });
   });
 
+  step('a reply naming another issuer (RFC 9207 iss) is refused (400 "token")', async () => {
+    const { callbackUrl, jar } = await authorize(serverA, 'p9');
+    assert.ok(new URL(callbackUrl).searchParams.get('iss'), 'the provider names itself in the callback');
+    const mixedUp = await callback(withParams(callbackUrl, { iss: 'http://127.0.0.1:1/other-issuer' }), jar);
+    await assertRefused(mixedUp, { status: 400, reason: 'token', jar, server: serverA, what: 'the callback naming another issuer' });
+  });
+
   step('a code is used once: replayed in a new sign-in it is refused (400 "code"); the first callback replayed is "expired"', async (t) => {
     const first = await authorize(serverA, 'p9');
     const flowCookie = first.jar.get(first.callbackUrl, FLOW_COOKIE);

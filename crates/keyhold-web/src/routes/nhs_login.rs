@@ -83,6 +83,10 @@ pub struct CallbackQuery {
     error: String,
     #[serde(default)]
     error_description: String,
+    /// The provider names itself on the way back (RFC 9207): a reply naming
+    /// another issuer is not ours to use (mix-up defence).
+    #[serde(default)]
+    iss: String,
 }
 
 /// Where NHS login sends the browser back. Whatever the outcome, the flow
@@ -131,6 +135,15 @@ async fn finish(
             format!("{}: {}", q.error, q.error_description)
         });
         return failure(state, viewer, &e);
+    }
+    if !q.iss.is_empty()
+        && q.iss.trim_end_matches('/') != rp.config().issuer.as_str().trim_end_matches('/')
+    {
+        return failure(
+            state,
+            viewer,
+            &OidcError::Token(format!("the reply names another issuer ({})", q.iss)),
+        );
     }
     if q.code.is_empty() || q.state.is_empty() {
         return failure(state, viewer, &OidcError::StateMismatch);
