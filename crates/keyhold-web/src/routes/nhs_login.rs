@@ -51,7 +51,7 @@ pub async fn start(
     };
     let (url, pending) = match rp.begin().await {
         Ok(x) => x,
-        Err(e) => return failure(&state, &viewer, &e),
+        Err(e) => return failure(&state, &viewer, &e, link.is_some()),
     };
     let payload = serde_json::to_vec(&pending).map_err(|e| WebError::Internal(e.to_string()))?;
     let next = safe_next(&q.next).unwrap_or(if link.is_some() { "/account" } else { "/" });
@@ -126,15 +126,17 @@ async fn finish(
             StatusCode::BAD_REQUEST,
             "expired",
             "This sign-in has already been used, has expired, or was started in another browser.",
+            false,
         );
     };
+    let linking = flow.link.is_some();
     if !q.error.is_empty() {
         let e = OidcError::Provider(if q.error_description.is_empty() {
             q.error.clone()
         } else {
             format!("{}: {}", q.error, q.error_description)
         });
-        return failure(state, viewer, &e);
+        return failure(state, viewer, &e, linking);
     }
     if !q.iss.is_empty()
         && q.iss.trim_end_matches('/') != rp.config().issuer.as_str().trim_end_matches('/')
@@ -143,21 +145,22 @@ async fn finish(
             state,
             viewer,
             &OidcError::Token(format!("the reply names another issuer ({})", q.iss)),
+            linking,
         );
     }
     if q.code.is_empty() || q.state.is_empty() {
-        return failure(state, viewer, &OidcError::StateMismatch);
+        return failure(state, viewer, &OidcError::StateMismatch, linking);
     }
     let pending: PendingLogin = serde_json::from_slice(&flow.payload)
         .map_err(|e| WebError::Internal(format!("held sign-in: {e}")))?;
     let now = state.core.now().unix_timestamp();
     let identity = match rp.finish(pending, &q.state, &q.code, now).await {
         Ok(i) => i,
-        Err(e) => return failure(state, viewer, &e),
+        Err(e) => return failure(state, viewer, &e, linking),
     };
     let verified = match to_domain(&identity) {
         Ok(v) => v,
-        Err(why) => return failure(state, viewer, &OidcError::Token(why)),
+        Err(why) => return failure(state, viewer, &OidcError::Token(why), linking),
     };
     match state.core.nhs_login(&verified, flow.link).await {
         Ok(signed) => {
@@ -165,11 +168,19 @@ async fn finish(
             Ok(signed_in(state, viewer, signed, &flow.next, false).await)
         }
         Err(DomainError::Invalid(errors)) => {
+            // Field messages have no full stop; on this page they are a sentence.
             let message = errors
                 .first()
-                .map(|e| e.message.clone())
+                .map(|e| format!("{}.", e.message.trim_end_matches('.')))
                 .unwrap_or_else(|| "NHS login's answer could not be used.".into());
-            page(state, viewer, StatusCode::CONFLICT, "account", &message)
+            page(
+                state,
+                viewer,
+                StatusCode::CONFLICT,
+                "account",
+                &message,
+                linking,
+            )
         }
         Err(e) => Err(e.into()),
     }
@@ -212,7 +223,12 @@ fn to_domain(i: &NhsIdentity) -> Result<VerifiedIdentity, String> {
 
 /// The page for a sign-in that did not complete: what happened, in words,
 /// and a reason code the tests (and support staff) can read.
-fn failure(state: &AppState, viewer: &Viewer, e: &OidcError) -> Result<Response, WebError> {
+fn failure(
+    state: &AppState,
+    viewer: &Viewer,
+    e: &OidcError,
+    linking: bool,
+) -> Result<Response, WebError> {
     let (status, reason, message) = match e {
         OidcError::Config(_) | OidcError::Internal(_) => {
             tracing::error!(error = %e, "NHS login is misconfigured");
@@ -241,25 +257,27 @@ fn failure(state: &AppState, viewer: &Viewer, e: &OidcError) -> Result<Response,
     ) {
         tracing::warn!(reason, error = %e, "NHS login sign-in refused");
     }
-    page(state, viewer, status, reason, &message)
+    page(state, viewer, status, reason, &message, linking)
 }
 
+/// `linking`: the attempt was to link NHS login to the account signed in,
+/// which stays signed in; the page says the link failed, not the sign-in.
 fn page(
     state: &AppState,
     viewer: &Viewer,
     status: StatusCode,
     reason: &str,
     message: &str,
+    linking: bool,
 ) -> Result<Response, WebError> {
     let mut ctx = Context::new();
     ctx.insert("reason", reason);
     ctx.insert("message", message);
-    render(
-        state,
-        viewer,
-        status,
-        "nhs_login_failed.html",
-        "You have not been signed in",
-        ctx,
-    )
+    ctx.insert("linking", &linking);
+    let title = if linking {
+        "NHS login was not linked"
+    } else {
+        "You have not been signed in"
+    };
+    render(state, viewer, status, "nhs_login_failed.html", title, ctx)
 }
