@@ -27,7 +27,10 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -c "$jar" -b "$jar" \
   --data-urlencode "password=keyhold-demo-2026" "$url/signin")
 [ "$code" = 303 ] || { echo "sign-in failed ($code)" >&2; exit 1; }
 cookie=$(awk '$6 ~ /keyhold_/ { printf "%s=%s; ", $6, $7 }' "$jar")
-curl -s -H "Cookie: $cookie" "$url/record" | grep -q "Your health record" || { echo "record page not served" >&2; exit 1; }
+# Read the page whole first: under pipefail, `grep -q` closing the pipe early
+# would make curl (and the check) fail at random.
+page=$(curl -s -H "Cookie: $cookie" "$url/record")
+grep -q "Your health record" <<<"$page" || { echo "record page not served" >&2; exit 1; }
 
 echo "== GET /record, signed in ($conns connections, ${secs}s)"
 wrk -t2 -c"$conns" -d"${secs}s" --latency -H "Cookie: $cookie" "$url/record"

@@ -5,23 +5,28 @@
 #      password, one at a time (median, p95), with the argon2id parameters
 #      read from the code;
 #   2. GET /record (signed in) at 16 connections for SECONDS, nothing else running;
-#   3. the same reads while 200 connections POST /signin (right password, valid
-#      CSRF cookie and token) as fast as they are answered; the sign-in side
-#      counts signed in (303), shed (503) and anything else;
+#   3. the same reads while 200 connections POST /signin (right passwords,
+#      valid CSRF cookie and token) again as soon as each is answered; the
+#      sign-in side counts signed in (303), shed (503), throttled (429), other;
 #   4. a summary: read p99 with and without the flood, and their ratio.
-# Right passwords do not count as failures, so the sign-in limits (throttle) do
-# not refuse this flood; a 429 would be reported under "throttled".
-# Loopback only, bounded in time (about 2 * SECONDS + 20 s after the build).
+# The flood signs in to 50 accounts made for it (sign-up, then the confirmation
+# link from the outbox), in turn: the sign-in limits let at most 5 attempts per
+# account and address be checked at once (more could all be guesses), so 200
+# at once on one account would mostly be refused with 429 before any hashing.
+# Right passwords are not failures, so nothing else in the limits applies.
+# Loopback only, bounded in time (about 2 * SECONDS + 30 s after the build).
 # Needs Debian's wrk (apt-get install wrk) and curl.
-#   scripts/bench-signin.sh [SECONDS]
+#   scripts/bench-signin.sh [SECONDS] [SIGNIN_CONNECTIONS]   (defaults 15, 200)
 # KEYHOLD_BENCH_NO_BUILD=1 uses the existing target/release/keyhold as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
 case $secs in '' | *[!0-9]* | 0) echo "SECONDS must be a positive whole number" >&2; exit 2 ;; esac
+case ${2:-200} in '' | *[!0-9]* | 0) echo "SIGNIN_CONNECTIONS must be a positive whole number" >&2; exit 2 ;; esac
 read_conns=16
-flood_conns=200
+flood_conns=${2:-200}
 sequential=30
+flood_accounts=50
 email=patient@demo.keyhold.test
 password=keyhold-demo-2026
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
@@ -34,10 +39,10 @@ bin=target/release/keyhold
 
 # The parameters the server hashes with, from the code (PasswordHasher::owasp).
 argon=$(grep -A1 '^const OWASP' crates/keyhold-crypto/src/password.rs \
-  | grep -o 'Params::new([0-9_]*, *[0-9]*, *[0-9]*' | head -1 | sed 's/Params::new(//; s/_//g; s/ //g')
+  | grep -o 'Params::new([0-9_]*, *[0-9]*, *[0-9]*' | sed -n 1p | sed 's/Params::new(//; s/_//g; s/ //g')
 IFS=, read -r m_kib t_cost p_cost <<<"$argon"
 [ -n "${p_cost:-}" ] || { echo "cannot read the argon2 parameters from password.rs" >&2; exit 1; }
-max_waiting=$(grep -o 'hashing_max_waiting: [0-9]*' crates/keyhold-domain/src/service.rs | head -1 | grep -o '[0-9]*$')
+max_waiting=$(grep -o 'hashing_max_waiting: [0-9][0-9_]*' crates/keyhold-domain/src/service.rs | sed -n 1p | grep -o '[0-9]*$')
 cores=$(nproc)
 
 tmp=$(mktemp -d)
@@ -58,13 +63,13 @@ env -u KEYHOLD_DANGER_FAST_HASH \
   "$bin" serve --demo --data "$tmp/data" --keys "$tmp/keys" --bind 127.0.0.1:0 >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 for _ in $(seq 150); do grep -q "listening on" "$tmp/out" 2>/dev/null && break; sleep 0.2; done
-url=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/out" | head -1 || true)
+url=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/out" | sed -n 1p || true)
 [ -n "$url" ] || { cat "$tmp/err" >&2; exit 1; }
 
 # A CSRF cookie and its token, with no session: the token is reusable for any
 # number of sign-ins that carry the same cookie and no session cookie.
 jar="$tmp/csrf-jar"
-token=$(curl -s -m 10 -c "$jar" "$url/signin" | grep -o 'name="csrf_token" value="[^"]*"' | head -1 | sed 's/.*value="//; s/"$//')
+token=$(curl -s -m 10 -c "$jar" "$url/signin" | grep -o 'name="csrf_token" value="[^"]*"' | sed -n 1p | sed 's/.*value="//; s/"$//')
 csrf_cookie=$(awk '$6 ~ /keyhold_csrf/ { printf "%s=%s", $6, $7 }' "$jar")
 [ -n "$token" ] && [ -n "$csrf_cookie" ] || { echo "no CSRF token or cookie from GET /signin" >&2; exit 1; }
 case $token in *[!A-Za-z0-9_-]*) echo "unexpected characters in the CSRF token" >&2; exit 1 ;; esac
@@ -92,23 +97,64 @@ read -r seq_median seq_p95 seq_min seq_max < <(awk '{ print $2 * 1000 }' "$tmp/s
 
 # A signed-in session for the reads (as in bench-record-page.sh).
 rjar="$tmp/read-jar"
-rtoken=$(curl -s -m 10 -c "$rjar" -b "$rjar" "$url/signin" | grep -o 'name="csrf_token" value="[^"]*"' | head -1 | sed 's/.*value="//; s/"$//')
+rtoken=$(curl -s -m 10 -c "$rjar" -b "$rjar" "$url/signin" | grep -o 'name="csrf_token" value="[^"]*"' | sed -n 1p | sed 's/.*value="//; s/"$//')
 code=$(curl -s -m 30 -o /dev/null -w '%{http_code}' -c "$rjar" -b "$rjar" \
   --data-urlencode "csrf_token=$rtoken" --data-urlencode "email=$email" \
   --data-urlencode "password=$password" "$url/signin")
 [ "$code" = 303 ] || { echo "sign-in for the reads failed ($code)" >&2; exit 1; }
 cookie=$(awk '$6 ~ /keyhold_/ { printf "%s=%s; ", $6, $7 }' "$rjar")
-curl -s -m 10 -H "Cookie: $cookie" "$url/record" | grep -q "Your health record" || { echo "record page not served" >&2; exit 1; }
+curl -s -m 10 -H "Cookie: $cookie" "$url/record" | grep "Your health record" >/dev/null || { echo "record page not served" >&2; exit 1; }
 
-# The flood: every connection POSTs /signin again as soon as it is answered.
+# Accounts for the flood: sign up, confirm from the outbox mail, sign in once
+# (so each account and address pair is known, as a returning user's is).
+outbox="$tmp/data/outbox"
+for i in $(seq -w "$flood_accounts"); do
+  code=$(curl -s -m 30 -o /dev/null -w '%{http_code}' -H "Cookie: $csrf_cookie" \
+    --data-urlencode "csrf_token=$token" --data-urlencode "name=Bench Person $i" \
+    --data-urlencode "email=bench$i@bench.keyhold.test" --data-urlencode "password=$password" "$url/signup")
+  [ "$code" = 200 ] || { echo "sign-up $i failed ($code)" >&2; exit 1; }
+done
+for i in $(seq -w "$flood_accounts"); do
+  link=
+  for _ in $(seq 50); do
+    link=$(grep -l "^To: bench$i@bench.keyhold.test" "$outbox"/*.eml 2>/dev/null | sed -n 1p \
+      | xargs -r grep -ho "$url/account/confirm/[A-Za-z0-9_-]*" | sed -n 1p || true)
+    [ -n "$link" ] && break
+    sleep 0.1
+  done
+  [ -n "$link" ] || { echo "no confirmation mail for bench$i in $outbox" >&2; exit 1; }
+  code=$(curl -s -m 30 -o /dev/null -w '%{http_code}' -H "Cookie: $csrf_cookie" \
+    --data-urlencode "csrf_token=$token" "$link")
+  [ "$code" = 303 ] || { echo "confirming bench$i failed ($code)" >&2; exit 1; }
+  code=$(curl -s -m 30 -o /dev/null -w '%{http_code}' -H "Cookie: $csrf_cookie" \
+    --data-urlencode "csrf_token=$token" --data-urlencode "email=bench$i@bench.keyhold.test" \
+    --data-urlencode "password=$password" "$url/signin")
+  [ "$code" = 303 ] || { echo "first sign-in of bench$i failed ($code)" >&2; exit 1; }
+done
+
+# The flood: every connection POSTs /signin again as soon as it is answered,
+# each request to the next of the flood's accounts.
 cat >"$tmp/signin.lua" <<'LUA'
 local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) signed_in, shed, throttled, other = 0, 0, 0, 0 end
+local n = tonumber(os.getenv("KH_ACCOUNTS"))
+function setup(thread)
+  thread:set("first", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  signed_in, shed, throttled, other = 0, 0, 0, 0
+  -- the threads start half-way round from each other
+  i = math.floor((first or 0) * n / 2)
+end
 wrk.method = "POST"
-wrk.body = os.getenv("KH_BODY")
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Cookie"] = os.getenv("KH_COOKIE")
+local token, password = os.getenv("KH_TOKEN"), os.getenv("KH_PASSWORD")
+function request()
+  i = i % n + 1
+  local body = string.format("csrf_token=%s&email=bench%02d%%40bench.keyhold.test&password=%s", token, i, password)
+  return wrk.format(nil, nil, nil, body)
+end
 function response(status, headers, body)
   if status == 303 then signed_in = signed_in + 1
   elseif status == 503 then shed = shed + 1
@@ -139,7 +185,7 @@ pct() { awk -v p="$1" '$1 == p { print $2; exit }' "$2"; }
 rps() { awk '/^Requests\/sec/ { print $2; exit }' "$1"; }
 reads() { wrk -t2 -c"$read_conns" -d"${secs}s" --timeout 10s --latency -H "Cookie: $cookie" "$url/record"; }
 
-echo "== machine: $cores cores; $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+echo "== machine: $cores cores; $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== argon2id m=$m_kib KiB, t=$t_cost, p=$p_cost; hashing: $cores at once (one per core), $max_waiting waiting, the rest shed (503)"
 echo
 echo "== 1. sign-in, one at a time ($sequential requests after 2 warm-ups; curl time_total)"
@@ -148,8 +194,8 @@ echo
 echo "== 2. GET /record, signed in, $read_conns connections, ${secs}s, no sign-ins running"
 reads | tee "$tmp/base"
 echo
-echo "== 3. the same reads while $flood_conns connections sign in (right password)"
-KH_BODY="$body" KH_COOKIE="$csrf_cookie" \
+echo "== 3. the same reads while $flood_conns connections sign in ($flood_accounts accounts in turn, right passwords)"
+KH_ACCOUNTS="$flood_accounts" KH_TOKEN="$token" KH_PASSWORD="$password" KH_COOKIE="$csrf_cookie" \
   wrk -t2 -c"$flood_conns" -d"$((secs + 5))s" --timeout 15s --latency -s "$tmp/signin.lua" "$url/signin" >"$tmp/flood" 2>&1 &
 flood=$!
 sleep 2 # let the queue fill before measuring
