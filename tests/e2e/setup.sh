@@ -3,6 +3,7 @@
 #   - Debian's chromium (playwright-core drives it; no browser download is made)
 #   - the pinned npm packages in tests/e2e (npm ci, from package-lock.json)
 #   - the pinned npm packages of the test OpenID provider in tests/idp (npm ci)
+#   - the FHIR validator (PyPI fhir.resources, pinned) in tests/fhir/.venv
 # Idempotent: each step is skipped when its result is already in place.
 # Usage: bash tests/e2e/setup.sh
 set -euo pipefail
@@ -68,6 +69,22 @@ if [[ -f "$idp_stamp" && "$idp_stamp" -nt "$idp_dir/package-lock.json" && "$idp_
 else
   log "npm ci in $idp_dir"
   (cd "$idp_dir" && npm ci --no-audit --no-fund) || die "npm ci failed in $idp_dir"
+fi
+
+# --- the independent FHIR validator (tests/fhir) ----------------------------
+fhir_dir="$(cd "$here/.." && pwd)/fhir"
+venv="$fhir_dir/.venv"
+fhir_stamp="$venv/.installed"
+if [[ -f "$fhir_stamp" && "$fhir_stamp" -nt "$fhir_dir/requirements.txt" && -x "$venv/bin/python" ]]; then
+  log "FHIR validator up to date in $venv (pip skipped)"
+else
+  command -v python3 >/dev/null 2>&1 || die "python3 not found (Python 3.11 is needed for the FHIR validator)"
+  log "python venv and pip install -r requirements.txt in $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$fhir_dir/requirements.txt" \
+    || die "pip install of the FHIR validator failed"
+  touch "$fhir_stamp"
 fi
 
 log "done. Run the tests with: (cd $here && npm test)"

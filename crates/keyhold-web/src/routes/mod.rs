@@ -4,6 +4,7 @@ mod access;
 mod account;
 mod auth;
 mod documents;
+mod fhir;
 mod invitations;
 mod nhs_login;
 mod orgs;
@@ -123,6 +124,7 @@ pub fn router(state: AppState) -> Router {
             get(invitations::show).post(invitations::accept),
         )
         .merge(orgs::routes())
+        .nest("/fhir/R4", fhir::routes())
         .route("/healthz", get(system::healthz))
         .route("/assets/{file}", get(system::asset))
         .fallback(system::not_found)

@@ -6,6 +6,7 @@
 mod access;
 mod cookies;
 mod csrf;
+mod fhir;
 mod headers;
 mod helpers;
 mod input;

@@ -1,0 +1,118 @@
+//! The FHIR API's first slice over a real server: the CapabilityStatement,
+//! Patient read under the same policy as the pages, and OperationOutcome for
+//! every error.
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::{browser, signed_in, spawn_app, TestApp, PASSWORD};
+
+async fn fhir_get(
+    app: &TestApp,
+    client: &Client,
+    path: &str,
+    accept: Option<&str>,
+) -> (StatusCode, String, Value) {
+    let mut req = client.get(app.url(path));
+    if let Some(a) = accept {
+        req = req.header(ACCEPT, a);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap_or(Value::Null);
+    (status, ct, body)
+}
+
+fn assert_outcome(body: &Value, code: &str) {
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    assert_eq!(body["issue"][0]["severity"], "error", "{body}");
+    assert_eq!(body["issue"][0]["code"], code, "{body}");
+}
+
+#[tokio::test]
+async fn metadata_is_a_capability_statement_for_anyone() {
+    let app = spawn_app().await;
+    let (status, ct, body) = fhir_get(
+        &app,
+        &browser(),
+        "/fhir/R4/metadata",
+        Some("application/fhir+json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ct.starts_with("application/fhir+json"), "{ct}");
+    assert_eq!(body["resourceType"], "CapabilityStatement");
+    assert_eq!(body["fhirVersion"], "4.0.1");
+    assert_eq!(body["rest"][0]["resource"][0]["type"], "Patient");
+
+    let (status, ct, body) = fhir_get(
+        &app,
+        &browser(),
+        "/fhir/R4/metadata",
+        Some("application/xml"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
+    assert!(ct.starts_with("application/fhir+json"), "{ct}");
+    assert_outcome(&body, "not-supported");
+
+    let (status, _, body) = fhir_get(&app, &browser(), "/fhir/R4/Observation/123", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_outcome(&body, "not-supported");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_patient_is_read_only_by_whom_the_policy_allows() {
+    let app = spawn_app().await;
+    let ann = signed_in(&app, "ann@example.test").await;
+    let bob = signed_in(&app, "bob@example.test").await;
+    let ann_record = app
+        .core
+        .sign_in("ann@example.test", PASSWORD, None)
+        .await
+        .unwrap()
+        .principal
+        .own_patient
+        .unwrap();
+    let path = format!("/fhir/R4/Patient/{ann_record}");
+
+    let (status, ct, body) = fhir_get(&app, &ann, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(ct.starts_with("application/fhir+json"), "{ct}");
+    assert_eq!(body["resourceType"], "Patient");
+    assert_eq!(body["id"], ann_record.to_string());
+    assert_eq!(body["name"][0]["family"], "Person", "{body}");
+    assert_eq!(body["telecom"][0]["value"], "ann@example.test", "{body}");
+
+    // Another person's record, a malformed id and an unknown one look alike.
+    for (who, p) in [
+        (&bob, path.clone()),
+        (&ann, "/fhir/R4/Patient/not-an-id".to_string()),
+        (
+            &ann,
+            format!(
+                "/fhir/R4/Patient/{}",
+                keyhold_domain::PatientId::new_random()
+            ),
+        ),
+    ] {
+        let (status, _, body) = fhir_get(&app, who, &p, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{p}: {body}");
+        assert_outcome(&body, "not-found");
+        assert!(!body.to_string().contains("ann@example.test"));
+    }
+
+    // Not signed in: 401, in FHIR.
+    let (status, _, body) = fhir_get(&app, &browser(), &path, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_outcome(&body, "login");
+    app.stop().await;
+}
