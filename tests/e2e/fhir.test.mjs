@@ -89,14 +89,38 @@ describe('FHIR R4 API (first slice), validated by fhir.resources', () => {
     assert.match(await validate(body, 'the Patient'), /valid Patient/);
   });
 
+  it("the carer searches the shared record's entries: valid searchset Bundles of valid resources", async () => {
+    const types = ['AllergyIntolerance', 'MedicationStatement', 'Immunization', 'Appointment', 'Encounter', 'Condition'];
+    let seen = 0;
+    for (const type of types) {
+      const { status, body } = await fhirGet(server, carer, `/fhir/R4/${type}?patient=${patientId}&_count=100`);
+      assert.equal(status, 200, `${type}: ${JSON.stringify(body)}`);
+      assert.equal(body.resourceType, 'Bundle');
+      assert.equal(body.type, 'searchset');
+      assert.match(await validate(body, `the ${type} searchset`), /valid Bundle/);
+      for (const e of body.entry ?? []) {
+        assert.equal(e.resource.resourceType, type);
+        // The carer's grant covers General and Social care only.
+        const tag = e.resource.meta?.tag?.[0]?.code;
+        assert.ok(['general', 'social_care'].includes(tag), `${type} ${e.resource.id} is in ${tag}, which is not shared`);
+        assert.match(await validate(e.resource, `a ${type}`), new RegExp(`valid ${type}`));
+        seen += 1;
+      }
+    }
+    assert.ok(seen > 0, 'the demo record has shared entries to find');
+  });
+
   it('each error is a valid OperationOutcome with the right status', async () => {
     const stranger = await signIn(server, STRANGER);
     const cases = [
       ['not signed in', createCookieJar(), `/fhir/R4/Patient/${patientId}`, undefined, 401, 'login'],
       ['not shared with this doctor', stranger, `/fhir/R4/Patient/${patientId}`, undefined, 404, 'not-found'],
       ['a malformed id', carer, '/fhir/R4/Patient/..%2F..%2Fetc', undefined, 404, 'not-found'],
-      ['a type this server does not offer', carer, '/fhir/R4/Observation', undefined, 404, 'not-supported'],
+      ['a type this server does not offer', carer, '/fhir/R4/Observation?patient=x', undefined, 404, 'not-supported'],
       ['XML asked for', carer, '/fhir/R4/metadata', 'application/fhir+xml', 406, 'not-supported'],
+      ['a search without a patient', carer, '/fhir/R4/Condition', undefined, 400, 'invalid'],
+      ['a search by an unknown parameter', carer, `/fhir/R4/Condition?patient=${patientId}&colour=blue`, undefined, 400, 'invalid'],
+      ["a search of a record not shared", stranger, `/fhir/R4/Condition?patient=${patientId}`, undefined, 404, 'not-found'],
     ];
     for (const [what, jar, p, accept, status, code] of cases) {
       const res = await fhirGet(server, jar, p, accept);

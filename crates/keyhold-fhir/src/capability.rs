@@ -4,7 +4,34 @@
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::FHIR_VERSION;
+use keyhold_domain::EntryKind;
+
+use crate::{resource_type, FHIR_VERSION};
+
+/// Patient is read by id; the record's entries are searched by patient.
+fn resources() -> Value {
+    let mut list = vec![json!({
+        "type": "Patient",
+        "profile": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "interaction": [{ "code": "read" }],
+    })];
+    for kind in EntryKind::ALL {
+        if let Some(t) = resource_type(kind) {
+            list.push(json!({
+                "type": t,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
+                "interaction": [{ "code": "search-type" }],
+                "searchParam": [
+                    { "name": "patient", "type": "reference", "documentation": "Required: whose record" },
+                    { "name": "date", "type": "date", "documentation": "ge, le, gt, lt or eq a YYYY-MM-DD date; repeat for a range" },
+                    { "name": "_tag", "type": "token", "documentation": "a Keyhold category (general, mental_health, sexual_health, social_care, restricted)" },
+                    { "name": "_count", "type": "number", "documentation": "page size, 1 to 100 (default 50)" },
+                ],
+            }));
+        }
+    }
+    Value::Array(list)
+}
 
 /// `base` is the API's own address (`https://…/fhir/R4`); `software_version`
 /// the server's build.
@@ -30,11 +57,7 @@ pub fn capability_statement(base: &str, software_version: &str, now: OffsetDateT
                 "cors": false,
                 "description": "A Keyhold session (the browser's session cookie). Every read is audited and shown to the patient.",
             },
-            "resource": [{
-                "type": "Patient",
-                "profile": "http://hl7.org/fhir/StructureDefinition/Patient",
-                "interaction": [{ "code": "read" }],
-            }],
+            "resource": resources(),
         }],
     })
 }

@@ -7,10 +7,12 @@
 //! independent validator in the tests instead.
 
 mod capability;
+mod clinical;
 mod outcome;
 mod patient;
 
 pub use capability::capability_statement;
+pub use clinical::{entry_resource, kind_of, resource_type, searchset, CATEGORY_SYSTEM};
 pub use outcome::{IssueType, OperationOutcome};
 pub use patient::patient;
 

@@ -3,13 +3,13 @@
 //! is audited; `keyhold-fhir` turns what comes back into resources. Every
 //! error is an OperationOutcome with the status that fits.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use keyhold_domain::{DomainError, PatientId};
+use keyhold_domain::{Category, DomainError, PatientId};
 use keyhold_fhir::{IssueType, OperationOutcome, FHIR_JSON};
 use serde_json::Value;
 
@@ -20,6 +20,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/metadata", get(metadata))
         .route("/Patient/{id}", get(read_patient))
+        .route("/{resource_type}", get(search))
         .fallback(not_supported)
 }
 
@@ -110,6 +111,204 @@ async fn read_patient(
             )
         }
     }
+}
+
+const DEFAULT_COUNT: usize = 50;
+const MAX_COUNT: usize = 100;
+
+/// One `date` parameter: a comparison with a day.
+#[derive(Clone, Copy)]
+enum DateBound {
+    From(time::Date, bool),
+    To(time::Date, bool),
+    On(time::Date),
+}
+
+impl DateBound {
+    fn parse(v: &str) -> Option<Self> {
+        let (prefix, day) = if v.len() > 10 && v.as_bytes()[0].is_ascii_alphabetic() {
+            v.split_at(2)
+        } else {
+            ("eq", v)
+        };
+        let day = time::Date::parse(
+            day,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .ok()?;
+        Some(match prefix {
+            "eq" => DateBound::On(day),
+            "ge" => DateBound::From(day, true),
+            "gt" => DateBound::From(day, false),
+            "le" => DateBound::To(day, true),
+            "lt" => DateBound::To(day, false),
+            _ => return None,
+        })
+    }
+
+    fn admits(self, d: time::Date) -> bool {
+        match self {
+            DateBound::From(b, incl) => d > b || (incl && d == b),
+            DateBound::To(b, incl) => d < b || (incl && d == b),
+            DateBound::On(b) => d == b,
+        }
+    }
+}
+
+/// What a search asked for, parsed; anything malformed is a 400.
+struct Search {
+    patient: PatientId,
+    dates: Vec<DateBound>,
+    category: Option<Category>,
+    count: usize,
+    offset: usize,
+}
+
+fn parse_search(query: &str) -> Result<Search, String> {
+    let mut patient = None;
+    let mut dates = Vec::new();
+    let mut category = None;
+    let mut count = DEFAULT_COUNT;
+    let mut offset = 0;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "patient" | "subject" => {
+                let id = v.strip_prefix("Patient/").unwrap_or(&v);
+                patient = Some(
+                    id.parse::<PatientId>()
+                        .map_err(|_| format!("patient: {v} is not a Patient id"))?,
+                );
+            }
+            "date" => dates.push(
+                DateBound::parse(&v)
+                    .ok_or_else(|| format!("date: {v} is not a date like ge2024-01-31"))?,
+            ),
+            "_tag" => {
+                let code = v.rsplit('|').next().unwrap_or(&v);
+                category = Some(
+                    Category::parse(code)
+                        .ok_or_else(|| format!("_tag: {v} is not a Keyhold category"))?,
+                );
+            }
+            "_count" => {
+                count = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_COUNT).contains(n))
+                    .ok_or_else(|| format!("_count: {v} is not a number from 1 to {MAX_COUNT}"))?;
+            }
+            "_offset" => {
+                offset = v
+                    .parse::<usize>()
+                    .map_err(|_| format!("_offset: {v} is not a number"))?;
+            }
+            "_format" => {}
+            other => {
+                return Err(format!(
+                    "{other}: this server does not search by it; see /fhir/R4/metadata"
+                ))
+            }
+        }
+    }
+    let patient = patient.ok_or("patient: say whose record to search (patient=<id>)")?;
+    Ok(Search {
+        patient,
+        dates,
+        category,
+        count,
+        offset,
+    })
+}
+
+/// `GET /fhir/R4/{type}?patient=…`: a record's entries of one kind, as far
+/// as the policy lets this principal see them (the read is audited), in a
+/// searchset Bundle with `next` links.
+async fn search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    viewer: Viewer,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if !accepts_json(&headers) {
+        return not_acceptable();
+    }
+    let Some(kind) = keyhold_fhir::kind_of(&resource_type) else {
+        return not_supported().await;
+    };
+    let Some(p) = &viewer.principal else {
+        return outcome(
+            StatusCode::UNAUTHORIZED,
+            IssueType::Login,
+            "Sign in to Keyhold to use this API",
+        );
+    };
+    let query = query.unwrap_or_default();
+    let q = match parse_search(&query) {
+        Ok(q) => q,
+        Err(why) => return outcome(StatusCode::BAD_REQUEST, IssueType::Invalid, &why),
+    };
+    let view = match state.core.record(p, q.patient).await {
+        Ok(v) => v,
+        Err(DomainError::NotFound) => {
+            return outcome(
+                StatusCode::NOT_FOUND,
+                IssueType::NotFound,
+                &format!("Patient/{} is not known, or not shared with you", q.patient),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "FHIR search failed");
+            return outcome(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                IssueType::Exception,
+                "The server could not answer; try again later",
+            );
+        }
+    };
+    let today = state.core.now().date();
+    let mut matches: Vec<_> = view
+        .entries
+        .iter()
+        .filter(|e| e.kind == kind)
+        .filter(|e| q.category.is_none_or(|c| e.category == c))
+        .filter(|e| q.dates.iter().all(|d| d.admits(e.date)))
+        .collect();
+    matches.sort_by(|a, b| {
+        b.date
+            .cmp(&a.date)
+            .then(a.id.to_string().cmp(&b.id.to_string()))
+    });
+    let total = matches.len();
+    let page: Vec<Value> = matches
+        .into_iter()
+        .skip(q.offset)
+        .take(q.count)
+        .filter_map(|e| keyhold_fhir::entry_resource(q.patient, e, today))
+        .collect();
+    let base = format!(
+        "{}/fhir/R4",
+        state.core.settings().public_url.trim_end_matches('/')
+    );
+    let self_url = format!("{base}/{resource_type}?{query}");
+    let mut bundle = keyhold_fhir::searchset(&self_url, page, &base);
+    bundle["total"] = total.into();
+    if q.offset + q.count < total {
+        let mut next = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            if k != "_offset" {
+                next.append_pair(&k, &v);
+            }
+        }
+        next.append_pair("_offset", &(q.offset + q.count).to_string());
+        if let Some(links) = bundle["link"].as_array_mut() {
+            links.push(serde_json::json!({
+                "relation": "next",
+                "url": format!("{base}/{resource_type}?{}", next.finish()),
+            }));
+        }
+    }
+    fhir(StatusCode::OK, &bundle)
 }
 
 async fn not_supported() -> Response {

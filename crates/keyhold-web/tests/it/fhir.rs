@@ -116,3 +116,103 @@ async fn a_patient_is_read_only_by_whom_the_policy_allows() {
     assert_outcome(&body, "login");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn entries_are_searched_by_patient_date_and_category_with_paging() {
+    let app = spawn_app().await;
+    let ann = signed_in(&app, "ann@example.test").await;
+    let bob = signed_in(&app, "bob@example.test").await;
+    for title in ["Penicillin", "Peanuts", "Latex"] {
+        crate::helpers::add_entry(&app, &ann, title).await;
+    }
+    let id = app
+        .core
+        .sign_in("ann@example.test", PASSWORD, None)
+        .await
+        .unwrap()
+        .principal
+        .own_patient
+        .unwrap();
+    let search = |q: &str| format!("/fhir/R4/AllergyIntolerance?patient={id}{q}");
+
+    let (status, _, body) = fhir_get(&app, &ann, &search(""), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["resourceType"], "Bundle");
+    assert_eq!(body["type"], "searchset");
+    assert_eq!(body["total"], 3);
+    let titles: Vec<&str> = body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["code"]["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        titles.contains(&"Penicillin") && titles.contains(&"Latex"),
+        "{titles:?}"
+    );
+    assert_eq!(
+        body["entry"][0]["resource"]["patient"]["reference"],
+        format!("Patient/{id}")
+    );
+
+    // The helper's entries are dated 14 March 2024, in General.
+    for (q, n) in [
+        ("&date=ge2024-03-14", 3),
+        ("&date=gt2024-03-14", 0),
+        ("&date=ge2024-01-01&date=le2024-12-31", 3),
+        ("&date=2024-03-15", 0),
+        ("&_tag=general", 3),
+        ("&_tag=mental_health", 0),
+    ] {
+        let (status, _, body) = fhir_get(&app, &ann, &search(q), None).await;
+        assert_eq!(status, StatusCode::OK, "{q}: {body}");
+        assert_eq!(body["total"], n, "{q}");
+    }
+    // Another kind of entry: none of these.
+    let (_, _, body) = fhir_get(
+        &app,
+        &ann,
+        &format!("/fhir/R4/Condition?patient={id}"),
+        None,
+    )
+    .await;
+    assert_eq!(body["total"], 0);
+
+    // Paging: two, then the rest through the `next` link.
+    let (_, _, first) = fhir_get(&app, &ann, &search("&_count=2"), None).await;
+    assert_eq!(first["entry"].as_array().unwrap().len(), 2);
+    let next = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .expect("a next link")["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let next_path = &next[next.find("/fhir/R4/").unwrap()..];
+    let (_, _, second) = fhir_get(&app, &ann, next_path, None).await;
+    assert_eq!(second["entry"].as_array().unwrap().len(), 1);
+    assert!(second["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["relation"] != "next"));
+
+    // Malformed searches are 400 OperationOutcomes; another person's, 404.
+    for q in [
+        format!("/fhir/R4/AllergyIntolerance?patient={id}&date=yesterday"),
+        format!("/fhir/R4/AllergyIntolerance?patient={id}&colour=blue"),
+        format!("/fhir/R4/AllergyIntolerance?patient={id}&_count=0"),
+        "/fhir/R4/AllergyIntolerance".to_string(),
+    ] {
+        let (status, _, body) = fhir_get(&app, &ann, &q, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{q}: {body}");
+        assert_outcome(&body, "invalid");
+    }
+    let (status, _, body) = fhir_get(&app, &bob, &search(""), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_outcome(&body, "not-found");
+    assert!(!body.to_string().contains("Penicillin"));
+    app.stop().await;
+}
