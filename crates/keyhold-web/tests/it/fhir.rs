@@ -30,6 +30,17 @@ async fn fhir_get(
     (status, ct, body)
 }
 
+/// The record `email` is the patient of (the account signed up through the pages).
+async fn own_record(app: &TestApp, email: &str) -> keyhold_domain::PatientId {
+    app.core
+        .sign_in(email, PASSWORD, None)
+        .await
+        .unwrap()
+        .principal
+        .own_patient
+        .unwrap()
+}
+
 fn assert_outcome(body: &Value, code: &str) {
     assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
     assert_eq!(body["issue"][0]["severity"], "error", "{body}");
@@ -74,14 +85,7 @@ async fn a_patient_is_read_only_by_whom_the_policy_allows() {
     let app = spawn_app().await;
     let ann = signed_in(&app, "ann@example.test").await;
     let bob = signed_in(&app, "bob@example.test").await;
-    let ann_record = app
-        .core
-        .sign_in("ann@example.test", PASSWORD, None)
-        .await
-        .unwrap()
-        .principal
-        .own_patient
-        .unwrap();
+    let ann_record = own_record(&app, "ann@example.test").await;
     let path = format!("/fhir/R4/Patient/{ann_record}");
 
     let (status, ct, body) = fhir_get(&app, &ann, &path, None).await;
@@ -125,14 +129,7 @@ async fn entries_are_searched_by_patient_date_and_category_with_paging() {
     for title in ["Penicillin", "Peanuts", "Latex"] {
         crate::helpers::add_entry(&app, &ann, title).await;
     }
-    let id = app
-        .core
-        .sign_in("ann@example.test", PASSWORD, None)
-        .await
-        .unwrap()
-        .principal
-        .own_patient
-        .unwrap();
+    let id = own_record(&app, "ann@example.test").await;
     let search = |q: &str| format!("/fhir/R4/AllergyIntolerance?patient={id}{q}");
 
     let (status, _, body) = fhir_get(&app, &ann, &search(""), None).await;
