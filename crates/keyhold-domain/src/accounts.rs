@@ -437,6 +437,31 @@ impl Keyhold {
         }
     }
 
+    /// A password (or code) check for a signed-in account, under the same
+    /// limits as sign-in for that account: guessing through "change your
+    /// password" or "confirm it's you" counts as guessing at sign-in.
+    pub(crate) async fn limited_check(
+        &self,
+        account: AccountId,
+        check: impl std::future::Future<Output = Result<bool, DomainError>>,
+    ) -> Result<bool, DomainError> {
+        let key = self.email_key(&self.account_email(account)?);
+        let now = self.clock.now();
+        let attempt =
+            self.throttle
+                .admit(&key, None, now)
+                .map_err(|r| DomainError::TooManyAttempts {
+                    retry_after_secs: r.retry_after_secs,
+                })?;
+        let ok = check.await?;
+        if ok {
+            attempt.succeeded(self.clock.now());
+        } else {
+            attempt.failed(self.clock.now());
+        }
+        Ok(ok)
+    }
+
     pub(crate) fn account_row(&self, id: AccountId) -> Result<AccountRowV1, DomainError> {
         let raw = self
             .store

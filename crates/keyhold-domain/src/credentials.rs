@@ -306,13 +306,15 @@ impl Keyhold {
         let row = self.account_row(p.account)?;
         let phc = row.password.clone();
         let current = Zeroizing::new(current.to_string());
-        let ok = if phc.is_empty() {
-            false
-        } else {
-            self.hashing
-                .run(move |h| h.verify(current.as_bytes(), &phc))
-                .await?
-        };
+        let ok = self
+            .limited_check(p.account, async {
+                Ok(!phc.is_empty()
+                    && self
+                        .hashing
+                        .run(move |h| h.verify(current.as_bytes(), &phc))
+                        .await?)
+            })
+            .await?;
         if !ok {
             return Err(DomainError::invalid(
                 "current-password",

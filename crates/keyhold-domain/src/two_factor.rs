@@ -385,17 +385,21 @@ impl Keyhold {
         token: &SessionToken,
         answer: &str,
     ) -> Result<(), DomainError> {
-        let ok = if self.needs_second_factor(p.account)? {
-            self.use_code(p.account, answer).await?
-        } else {
-            let phc = self.account_row(p.account)?.password;
-            let answer = Zeroizing::new(answer.to_string());
-            !phc.is_empty()
-                && self
-                    .hashing
-                    .run(move |h| h.verify(answer.as_bytes(), &phc))
-                    .await?
-        };
+        let ok = self
+            .limited_check(p.account, async {
+                if self.needs_second_factor(p.account)? {
+                    self.use_code(p.account, answer).await
+                } else {
+                    let phc = self.account_row(p.account)?.password;
+                    let answer = Zeroizing::new(answer.to_string());
+                    Ok(!phc.is_empty()
+                        && self
+                            .hashing
+                            .run(move |h| h.verify(answer.as_bytes(), &phc))
+                            .await?)
+                }
+            })
+            .await?;
         self.audit
             .record(&account_event(
                 self.clock.now(),

@@ -163,3 +163,34 @@ async fn a_common_password_is_refused_at_sign_up() {
     }
     assert!(env.mails().is_empty(), "nothing sent for a refused sign-up");
 }
+
+#[tokio::test]
+async fn guessing_the_current_password_is_limited_like_signing_in() {
+    let env = Env::new();
+    let s = env.signed_up("Fay Person", "fay@example.test").await;
+    for _ in 0..5 {
+        assert_eq!(
+            field_of(
+                env.core
+                    .change_password(&s.principal, "a wrong guess", NEW)
+                    .await
+            ),
+            "current-password"
+        );
+    }
+    // The limit now holds, even for the right password, and for sign-in too.
+    assert!(matches!(
+        env.core.change_password(&s.principal, PASSWORD, NEW).await,
+        Err(DomainError::TooManyAttempts { .. })
+    ));
+    assert!(matches!(
+        env.core.sign_in("fay@example.test", PASSWORD, None).await,
+        Err(DomainError::TooManyAttempts { .. })
+    ));
+    // After the wait, the right password works.
+    env.clock.advance(Duration::minutes(16));
+    env.core
+        .change_password(&s.principal, PASSWORD, NEW)
+        .await
+        .unwrap();
+}

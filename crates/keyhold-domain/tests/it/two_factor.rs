@@ -177,3 +177,28 @@ async fn confirming_it_is_you_lasts_fifteen_minutes() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn guessing_at_confirm_it_is_you_is_limited() {
+    let env = Env::new();
+    let s = env.signed_up("Gil Person", "gil@example.test").await;
+    for _ in 0..5 {
+        assert!(matches!(
+            env.core
+                .confirm_it_is_you(&s.principal, &s.token, "a wrong guess")
+                .await,
+            Err(DomainError::Invalid(_))
+        ));
+    }
+    assert!(matches!(
+        env.core
+            .confirm_it_is_you(&s.principal, &s.token, PASSWORD)
+            .await,
+        Err(DomainError::TooManyAttempts { .. })
+    ));
+    env.clock.advance(Duration::minutes(16));
+    env.core
+        .confirm_it_is_you(&s.principal, &s.token, PASSWORD)
+        .await
+        .unwrap();
+}
