@@ -124,6 +124,32 @@ pub(crate) fn put_account(
     Ok(())
 }
 
+impl Keyhold {
+    /// Writes a changed account row (requiring it as it was read, `old`) and
+    /// the holder's audit event in one batch. A change made meanwhile by
+    /// another request makes this one fail with `Conflict`.
+    pub(crate) async fn save_account_change(
+        &self,
+        account: AccountId,
+        old: Vec<u8>,
+        row: &AccountRowV1,
+        action: AuditAction,
+        purpose: &str,
+    ) -> Result<(), DomainError> {
+        let mut batch = Batch::new();
+        put_account(&mut batch, account, old, row)?;
+        self.audit.add(
+            &mut batch,
+            &account_event(self.clock.now(), account, action, purpose, Outcome::Success),
+        )?;
+        match self.store.submit(batch).await {
+            Ok(_) => Ok(()),
+            Err(StorageError::Conflict) => Err(DomainError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// An audit event about an account, by its holder.
 pub(crate) fn account_event(
     at: OffsetDateTime,

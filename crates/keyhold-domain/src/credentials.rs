@@ -326,23 +326,14 @@ impl Keyhold {
         let old = serde_json::to_vec(&row)?;
         row.password = new_phc;
         row.sessions_valid_after = Some(self.clock.now());
-        let mut batch = Batch::new();
-        put_account(&mut batch, p.account, old, &row)?;
-        self.audit.add(
-            &mut batch,
-            &account_event(
-                self.clock.now(),
-                p.account,
-                AuditAction::Update,
-                "change the password",
-                Outcome::Success,
-            ),
-        )?;
-        match self.store.submit(batch).await {
-            Ok(_) => {}
-            Err(StorageError::Conflict) => return Err(DomainError::Conflict),
-            Err(e) => return Err(e.into()),
-        }
+        self.save_account_change(
+            p.account,
+            old,
+            &row,
+            AuditAction::Update,
+            "change the password",
+        )
+        .await?;
         self.start_session(p.account, self.clock.now()).await
     }
 
@@ -352,23 +343,14 @@ impl Keyhold {
         let old = serde_json::to_vec(&row)?;
         // Strictly after now: a session begun this very instant ends too.
         row.sessions_valid_after = Some(self.clock.now() + Duration::nanoseconds(1));
-        let mut batch = Batch::new();
-        put_account(&mut batch, p.account, old, &row)?;
-        self.audit.add(
-            &mut batch,
-            &account_event(
-                self.clock.now(),
-                p.account,
-                AuditAction::SignOut,
-                "sign out everywhere",
-                Outcome::Success,
-            ),
-        )?;
-        match self.store.submit(batch).await {
-            Ok(_) => Ok(()),
-            Err(StorageError::Conflict) => Err(DomainError::Conflict),
-            Err(e) => Err(e.into()),
-        }
+        self.save_account_change(
+            p.account,
+            old,
+            &row,
+            AuditAction::SignOut,
+            "sign out everywhere",
+        )
+        .await
     }
 
     pub(crate) async fn hash_password(&self, password: Password) -> Result<String, DomainError> {

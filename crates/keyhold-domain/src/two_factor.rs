@@ -191,19 +191,14 @@ impl Keyhold {
         t.enabled = true;
         t.last_step = step;
         t.recovery = codes.iter().map(|c| hash_code(c)).collect();
-        let mut batch = Batch::new();
-        put_account(&mut batch, p.account, old, &row)?;
-        self.audit.add(
-            &mut batch,
-            &account_event(
-                self.clock.now(),
-                p.account,
-                AuditAction::Update,
-                "turn on two-factor sign-in",
-                Outcome::Success,
-            ),
-        )?;
-        self.store.submit(batch).await.map_err(conflict)?;
+        self.save_account_change(
+            p.account,
+            old,
+            &row,
+            AuditAction::Update,
+            "turn on two-factor sign-in",
+        )
+        .await?;
         Ok(codes)
     }
 
@@ -212,19 +207,14 @@ impl Keyhold {
         let mut row = self.account_row(p.account)?;
         let old = serde_json::to_vec(&row)?;
         row.totp = None;
-        let mut batch = Batch::new();
-        put_account(&mut batch, p.account, old, &row)?;
-        self.audit.add(
-            &mut batch,
-            &account_event(
-                self.clock.now(),
-                p.account,
-                AuditAction::Update,
-                "turn off two-factor sign-in",
-                Outcome::Success,
-            ),
-        )?;
-        self.store.submit(batch).await.map(drop).map_err(conflict)
+        self.save_account_change(
+            p.account,
+            old,
+            &row,
+            AuditAction::Update,
+            "turn off two-factor sign-in",
+        )
+        .await
     }
 
     /// Checks a code (from the app, or a recovery code) for `account`, using
