@@ -25,7 +25,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { startServer } from './lib/server.mjs';
 import { startMailSink, linkIn } from './lib/mail.mjs';
-import { launchBrowser, checkA11y, navigateBy, visit, describePage } from './lib/browser.mjs';
+import { launchBrowser, navigateBy, visit, describePage } from './lib/browser.mjs';
 import { randomToken, randomPassphrase } from './lib/files.mjs';
 import {
   pathOf,
@@ -39,6 +39,7 @@ import {
   assertStatus,
   isOk,
   stepHarness,
+  axeSteps,
 } from './lib/flow.mjs';
 
 const STEP_TIMEOUT_MS = 120_000;
@@ -137,44 +138,9 @@ describe('Keyhold email accounts in real browsers: confirming, resetting, changi
     }),
   });
 
-  // As in consent.test.mjs: an axe violation fails its step after the step's
-  // own checks have run, without skipping the later steps.
-  let violations = null;
-  async function checkPage(page, label) {
-    try {
-      await checkA11y(page, label);
-    } catch (err) {
-      if (!err.violations || !violations) throw err;
-      violations.push(err.message);
-    }
-  }
-  function step(name, fn, options) {
-    harness.step(
-      name,
-      async (t) => {
-        violations = [];
-        const reported = () => {
-          const found = violations;
-          violations = null;
-          return found.length ? `${found.length} page(s) it loaded have axe violations:\n\n${found.join('\n\n')}` : '';
-        };
-        try {
-          await fn(t);
-        } catch (err) {
-          const also = reported();
-          if (also && err instanceof Error) err.message += `\n\nAlso, ${also}`;
-          throw err;
-        }
-        const found = reported();
-        if (found) {
-          const err = new Error(`the step's own checks passed, but ${found}`);
-          err.keepGoing = true;
-          throw err;
-        }
-      },
-      options,
-    );
-  }
+  // An axe violation fails its step after the step's own checks have run,
+  // without skipping the later steps.
+  const { step, checkPage } = axeSteps(harness);
 
   before(
     async () => {

@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 
 import { startServer } from './lib/server.mjs';
 import { startMailSink, linkIn } from './lib/mail.mjs';
-import { launchBrowser, checkA11y, navigateBy, visit, describePage } from './lib/browser.mjs';
+import { launchBrowser, navigateBy, visit, describePage } from './lib/browser.mjs';
 import { randomToken, randomPassphrase } from './lib/files.mjs';
 import {
   pathOf,
@@ -32,6 +32,7 @@ import {
   assertStatus,
   isOk,
   stepHarness,
+  axeSteps,
 } from './lib/flow.mjs';
 
 // What `keyhold serve --demo` seeds (crates/keyhold-domain/src/demo.rs).
@@ -128,45 +129,9 @@ describe('Keyhold consent in real browsers (demo data)', () => {
     }),
   });
 
-  // An axe violation does not stop the flow: the step still runs to its end
-  // (so the consent checks after it are made), then fails listing every page
-  // it loaded that has violations, and the next steps run.
-  let violations = null; // the current step's pages with axe violations
-  async function checkPage(page, label) {
-    try {
-      await checkA11y(page, label);
-    } catch (err) {
-      if (!err.violations || !violations) throw err;
-      violations.push(err.message);
-    }
-  }
-  function step(name, fn, options) {
-    harness.step(
-      name,
-      async (t) => {
-        violations = [];
-        const reported = () => {
-          const found = violations;
-          violations = null;
-          return found.length ? `${found.length} page(s) it loaded have axe violations:\n\n${found.join('\n\n')}` : '';
-        };
-        try {
-          await fn(t);
-        } catch (err) {
-          const also = reported();
-          if (also && err instanceof Error) err.message += `\n\nAlso, ${also}`;
-          throw err;
-        }
-        const found = reported();
-        if (found) {
-          const err = new Error(`the step's own checks passed, but ${found}`);
-          err.keepGoing = true;
-          throw err;
-        }
-      },
-      options,
-    );
-  }
+  // An axe violation fails its step after the step's own checks have run,
+  // without skipping the later steps.
+  const { step, checkPage } = axeSteps(harness);
 
   before(
     async () => {

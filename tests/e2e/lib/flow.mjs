@@ -11,7 +11,7 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { describePage, saveArtifacts } from './browser.mjs';
+import { checkA11y, describePage, saveArtifacts } from './browser.mjs';
 
 // ------------------------------------------------------------- assertions --
 
@@ -166,4 +166,51 @@ export function stepHarness({ context, timeoutMs = 120_000 }) {
       return brokenAt;
     },
   };
+}
+
+/**
+ * Steps over `harness` in which an axe violation does not stop the flow: the
+ * step still runs to its end (so its own checks are made), then fails listing
+ * every page it loaded that has violations, and the next steps run.
+ *
+ *   const { step, checkPage } = axeSteps(harness);
+ */
+export function axeSteps(harness) {
+  let violations = null; // the current step's pages with axe violations
+  async function checkPage(page, label) {
+    try {
+      await checkA11y(page, label);
+    } catch (err) {
+      if (!err.violations || !violations) throw err;
+      violations.push(err.message);
+    }
+  }
+  function step(name, fn, options) {
+    harness.step(
+      name,
+      async (t) => {
+        violations = [];
+        const reported = () => {
+          const found = violations;
+          violations = null;
+          return found.length ? `${found.length} page(s) it loaded have axe violations:\n\n${found.join('\n\n')}` : '';
+        };
+        try {
+          await fn(t);
+        } catch (err) {
+          const also = reported();
+          if (also && err instanceof Error) err.message += `\n\nAlso, ${also}`;
+          throw err;
+        }
+        const found = reported();
+        if (found) {
+          const err = new Error(`the step's own checks passed, but ${found}`);
+          err.keepGoing = true;
+          throw err;
+        }
+      },
+      options,
+    );
+  }
+  return { step, checkPage };
 }
