@@ -13,31 +13,36 @@ use keyhold_domain::{Category, DomainError, PatientId};
 use keyhold_fhir::{IssueType, OperationOutcome, FHIR_JSON};
 use serde_json::Value;
 
-use crate::extract::Viewer;
 use crate::AppState;
+
+mod auth;
+mod feed;
+
+pub use auth::FhirCaller;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(feed::routes())
         .route("/metadata", get(metadata))
         .route("/Patient/{id}", get(read_patient))
         .route("/{resource_type}", get(search))
         .fallback(not_supported)
 }
 
-fn fhir(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn fhir(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     resp
 }
 
-fn outcome(status: StatusCode, issue: IssueType, diagnostics: &str) -> Response {
+pub(crate) fn outcome(status: StatusCode, issue: IssueType, diagnostics: &str) -> Response {
     fhir(status, &OperationOutcome::new(issue, diagnostics).to_json())
 }
 
 /// JSON is all we speak: a client that accepts neither FHIR JSON nor JSON
 /// (nor anything) gets 406.
-fn accepts_json(headers: &HeaderMap) -> bool {
+pub(crate) fn accepts_json(headers: &HeaderMap) -> bool {
     let Some(accept) = headers.get(ACCEPT).and_then(|v| v.to_str().ok()) else {
         return true;
     };
@@ -50,7 +55,7 @@ fn accepts_json(headers: &HeaderMap) -> bool {
     })
 }
 
-fn not_acceptable() -> Response {
+pub(crate) fn not_acceptable() -> Response {
     outcome(
         StatusCode::NOT_ACCEPTABLE,
         IssueType::NotSupported,
@@ -75,19 +80,13 @@ async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Response
 async fn read_patient(
     State(state): State<AppState>,
     headers: HeaderMap,
-    viewer: Viewer,
+    caller: FhirCaller,
     Path(id): Path<String>,
 ) -> Response {
     if !accepts_json(&headers) {
         return not_acceptable();
     }
-    let Some(p) = &viewer.principal else {
-        return outcome(
-            StatusCode::UNAUTHORIZED,
-            IssueType::Login,
-            "Sign in to Keyhold to use this API",
-        );
-    };
+    let p = &caller.principal;
     let gone = || {
         outcome(
             StatusCode::NOT_FOUND,
@@ -226,7 +225,7 @@ fn parse_search(query: &str) -> Result<Search, String> {
 async fn search(
     State(state): State<AppState>,
     headers: HeaderMap,
-    viewer: Viewer,
+    caller: FhirCaller,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -236,13 +235,7 @@ async fn search(
     let Some(kind) = keyhold_fhir::kind_of(&resource_type) else {
         return not_supported().await;
     };
-    let Some(p) = &viewer.principal else {
-        return outcome(
-            StatusCode::UNAUTHORIZED,
-            IssueType::Login,
-            "Sign in to Keyhold to use this API",
-        );
-    };
+    let p = &caller.principal;
     let query = query.unwrap_or_default();
     let q = match parse_search(&query) {
         Ok(q) => q,
