@@ -15,6 +15,7 @@ mod aead;
 mod blind;
 mod error;
 mod kek;
+pub mod passphrase;
 mod password;
 mod random;
 mod signing;

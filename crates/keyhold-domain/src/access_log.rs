@@ -23,8 +23,14 @@ pub struct AccessFilter {
 /// One line of the log.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccessLogEntry {
+    /// Stable and unique: the first 16 bytes of the audit entry's chain hash,
+    /// in hex (says nothing the entry does not).
+    pub id: String,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// What was done, and how it ended, as the audit holds them.
+    pub action: AuditAction,
+    pub result: Outcome,
     pub who: String,
     pub account: Option<AccountId>,
     pub role: &'static str,
@@ -52,6 +58,7 @@ fn role_label(role: AuditRole) -> &'static str {
         AuditRole::RecordsOfficer => "Records officer",
         AuditRole::Operator => "Service operator",
         AuditRole::Anonymous => "Not signed in",
+        AuditRole::System => "Organisation's system",
     }
 }
 
@@ -59,6 +66,7 @@ fn role_label(role: AuditRole) -> &'static str {
 fn what_label(action: AuditAction, resource: &str) -> String {
     let thing = match resource.split('/').next().unwrap_or("") {
         "record" => "the record",
+        "record-export" => "the whole record",
         "demographics" => "personal details",
         "entry" => "an entry",
         "documents" | "documents.zip" => "documents",
@@ -70,6 +78,7 @@ fn what_label(action: AuditAction, resource: &str) -> String {
         "search" => "a search by NHS number",
         "invitation" => "an invitation",
         "account" => "the account",
+        "feed-client" => "a data feed",
         _ => "the record",
     };
     format!("{} {thing}", action.label())
@@ -156,7 +165,10 @@ impl Keyhold {
                 ),
             };
             entries.push(AccessLogEntry {
+                id: hex::encode(&e.hash[..16]),
                 at: ev.at,
+                action: ev.action,
+                result: ev.outcome,
                 who,
                 account: ev.actor.account,
                 role: role_label(ev.actor.role),

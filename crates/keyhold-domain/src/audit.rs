@@ -73,6 +73,8 @@ pub enum AuditRole {
     RecordsOfficer,
     Operator,
     Anonymous,
+    /// An organisation's system (a feed), not a person.
+    System,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -199,6 +199,9 @@ pub enum StaffRole {
     Nurse,
     SocialWorker,
     RecordsOfficer,
+    /// An organisation's own system (a feed), signed in with a bearer token.
+    /// Never held by a person, so not among the roles an administrator gives.
+    System,
 }
 
 impl StaffRole {
@@ -217,6 +220,7 @@ impl StaffRole {
             StaffRole::Nurse => "nurse",
             StaffRole::SocialWorker => "social_worker",
             StaffRole::RecordsOfficer => "records_officer",
+            StaffRole::System => "system",
         }
     }
 
@@ -231,15 +235,17 @@ impl StaffRole {
             StaffRole::Nurse => "Nurse",
             StaffRole::SocialWorker => "Social worker",
             StaffRole::RecordsOfficer => "Records officer",
+            StaffRole::System => "Organisation system",
         }
     }
 
-    /// Reads patient records when the organisation holds a grant (and may use
-    /// break-glass).
+    /// Reads (and contributes to) patient records when the organisation holds
+    /// a grant, and may use break-glass. The system role reads and writes
+    /// through grants like a clinician; it has no way to open break-glass.
     pub fn is_clinical(&self) -> bool {
         matches!(
             self,
-            StaffRole::Doctor | StaffRole::Nurse | StaffRole::SocialWorker
+            StaffRole::Doctor | StaffRole::Nurse | StaffRole::SocialWorker | StaffRole::System
         )
     }
 }

@@ -490,6 +490,21 @@ impl<R: Rng> Generator<R> {
             note_phrase,
             Source::PatientEntered,
         );
+        // Fixed dates (no draw from the generator, so the people seeded after
+        // this one stay as they were): running now, with a review to come.
+        out.push((
+            NewEntry {
+                kind: EntryKind::CarePlan,
+                title: "Care and support plan".into(),
+                date: today - Duration::days(60),
+                end_date: Some(today + Duration::days(120)),
+                category: Category::SocialCare,
+                details: "Two home care visits a day for help with washing, dressing and meals. \
+                          Review in six months."
+                    .into(),
+            },
+            org(SOCIAL_CARE),
+        ));
         out
     }
 }

@@ -240,7 +240,7 @@ impl Keyhold {
         })
     }
 
-    fn visible_documents(
+    pub(crate) fn visible_documents(
         &self,
         p: &Principal,
         patient: PatientId,

@@ -79,6 +79,10 @@ id_type!(
     /// A pending invitation for a professional to join an organisation.
     StaffInviteId
 );
+id_type!(
+    /// An organisation's system that feeds records in (its OAuth client id).
+    FeedClientId
+);
 
 /// Whose data key seals a value: a patient's record or an account's own details.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

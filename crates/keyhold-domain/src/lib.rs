@@ -19,12 +19,15 @@ pub mod demo;
 mod documents;
 mod email;
 mod error;
+mod export;
+pub mod feeds;
 mod identity;
 mod ids;
 pub mod keystore;
 mod nhs_number;
 mod orgs;
 pub mod policy;
+pub mod questionnaires;
 mod record;
 mod records;
 mod rows;
@@ -44,9 +47,11 @@ pub use credentials::{LinkPurpose, CONFIRM_TTL, RESET_TTL};
 pub use documents::{DocumentMeta, DocumentReader, NewDocument, CHUNK_SIZE};
 pub use email::{Email, EmailError};
 pub use error::{DomainError, FieldError};
+pub use export::RecordExport;
 pub use identity::{IdentityLevel, IdentityStatus, LoginFlow, VerifiedBy, VerifiedIdentity};
 pub use ids::{
-    AccountId, BreakGlassId, DocumentId, EntryId, GrantId, OrgId, PatientId, StaffInviteId,
+    AccountId, BreakGlassId, DocumentId, EntryId, FeedClientId, GrantId, OrgId, PatientId,
+    StaffInviteId,
 };
 pub use nhs_number::{NhsNumber, NhsNumberError};
 pub use orgs::{FirstAdministrator, PendingStaff, StaffMember};
@@ -59,4 +64,5 @@ pub use sharing::{
 pub use throttle::{Limit, SignInLimits};
 
 /// Re-exported so the binary can build key rings without naming the crypto crate.
+pub use keyhold_crypto::passphrase;
 pub use keyhold_crypto::{random_token, MacKey, MasterKeyring};

@@ -60,6 +60,13 @@ impl Principal {
         }
     }
 
+    /// An organisation's system (a feed's bearer token), not a person.
+    pub fn is_system(&self) -> bool {
+        self.memberships
+            .iter()
+            .any(|m| m.role == crate::consent::StaffRole::System)
+    }
+
     pub fn clinical_orgs(&self) -> impl Iterator<Item = OrgId> + '_ {
         self.memberships
             .iter()

@@ -135,19 +135,21 @@ pub enum EntryKind {
     Allergy,
     Immunisation,
     Condition,
+    CarePlan,
     CareContact,
     QuestionnaireResponse,
     Note,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 9] = [
+    pub const ALL: [EntryKind; 10] = [
         EntryKind::Encounter,
         EntryKind::Appointment,
         EntryKind::Medication,
         EntryKind::Allergy,
         EntryKind::Immunisation,
         EntryKind::Condition,
+        EntryKind::CarePlan,
         EntryKind::CareContact,
         EntryKind::QuestionnaireResponse,
         EntryKind::Note,
@@ -165,6 +167,7 @@ impl EntryKind {
             EntryKind::Allergy => "allergy",
             EntryKind::Immunisation => "immunisation",
             EntryKind::Condition => "condition",
+            EntryKind::CarePlan => "care_plan",
             EntryKind::CareContact => "care_contact",
             EntryKind::QuestionnaireResponse => "questionnaire_response",
             EntryKind::Note => "note",
@@ -180,6 +183,7 @@ impl EntryKind {
             EntryKind::Allergy => "Allergy",
             EntryKind::Immunisation => "Immunisation",
             EntryKind::Condition => "Condition",
+            EntryKind::CarePlan => "Care plan",
             EntryKind::CareContact => "Care network contact",
             EntryKind::QuestionnaireResponse => "Questionnaire response",
             EntryKind::Note => "Note",
@@ -195,6 +199,7 @@ impl EntryKind {
             EntryKind::Allergy => "Allergies",
             EntryKind::Immunisation => "Immunisations",
             EntryKind::Condition => "Conditions",
+            EntryKind::CarePlan => "Care plans",
             EntryKind::CareContact => "Care network",
             EntryKind::QuestionnaireResponse => "Questionnaires and outcome measures",
             EntryKind::Note => "Your notes",

@@ -139,6 +139,15 @@ impl Keyhold {
 
     /// The actor an audit entry names, from what allowed the access.
     pub(crate) fn actor(p: &Principal, basis: Basis, patient: PatientId) -> AuditActor {
+        if p.is_system() {
+            // A system is named by its organisation; its account id is no person's.
+            return AuditActor {
+                account: None,
+                role: AuditRole::System,
+                organisation: basis.org().map(|o| o.to_string()),
+                acting_for: None,
+            };
+        }
         let (role, acting_for) = match basis {
             Basis::Owner => (AuditRole::Patient, None),
             Basis::Carer { .. } => (AuditRole::Carer, Some(patient)),
@@ -156,6 +165,14 @@ impl Keyhold {
 
     /// An account refused access: named as what it is, without a basis.
     pub(crate) fn refused_actor(p: &Principal) -> AuditActor {
+        if p.is_system() {
+            return AuditActor {
+                account: None,
+                role: AuditRole::System,
+                organisation: p.memberships.first().map(|m| m.org.to_string()),
+                acting_for: None,
+            };
+        }
         let clinical = p.clinical_orgs().next();
         AuditActor {
             account: Some(p.account),
@@ -402,7 +419,7 @@ impl Keyhold {
         Ok(serde_json::from_slice(&plain)?)
     }
 
-    fn load_entries(&self, patient: PatientId) -> Result<Vec<Entry>, DomainError> {
+    pub(crate) fn load_entries(&self, patient: PatientId) -> Result<Vec<Entry>, DomainError> {
         let owner = KeyOwner::Patient(patient);
         let dek = self.vault.key(owner)?;
         let mut out = Vec::new();
@@ -473,7 +490,7 @@ impl Keyhold {
 
     /// A sensitive record shows others only name, NHS number, date of birth
     /// and gender (and the deceased flag): no contact or location details.
-    fn as_seen(d: Demographics, basis: Basis) -> Demographics {
+    pub(crate) fn as_seen(d: Demographics, basis: Basis) -> Demographics {
         if d.sensitive && basis != Basis::Owner {
             d.redacted()
         } else {

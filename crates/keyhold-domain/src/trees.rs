@@ -52,6 +52,18 @@ pub const STAFF_INVITES: TreeName = TreeName::new("staff_invites");
 pub const BREAK_GLASS: TreeName = TreeName::new("break_glass");
 /// `org_id ‖ break_glass_id` → `patient_id`: an organisation's uses, for its report.
 pub const BREAK_GLASS_BY_ORG: TreeName = TreeName::new("break_glass_by_org");
+/// `client_id` → `FeedClientRowV1` (an organisation's system and its public keys).
+pub const FEED_CLIENTS: TreeName = TreeName::new("feed_clients");
+/// `org_id ‖ client_id` → empty: an organisation's feed clients.
+pub const FEED_CLIENTS_BY_ORG: TreeName = TreeName::new("feed_clients_by_org");
+/// `expiry (i64 BE) ‖ sha256(client_id ‖ jti)` → empty: client assertions
+/// already used, kept until they expire so none is accepted twice.
+pub const FEED_ASSERTIONS: TreeName = TreeName::new("feed_assertions");
+/// `expiry (i64 BE) ‖ sha256(token)` → `FeedTokenRowV1`. The token itself is never stored.
+pub const FEED_TOKENS: TreeName = TreeName::new("feed_tokens");
+/// `blind("feed-identifier", org ‖ system ‖ value)` → `patient_id ‖ entry_id`:
+/// where a feed's business identifier landed, so a re-post updates it.
+pub const FEED_IDENTIFIERS: TreeName = TreeName::new("feed_identifiers");
 /// `size (u64 BE)` → signed checkpoint note (see `checkpoint`).
 pub const CHECKPOINTS: TreeName = TreeName::new("checkpoints");
 

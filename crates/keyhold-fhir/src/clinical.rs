@@ -2,13 +2,15 @@
 //! searchset Bundle that carries them. Each resource says who recorded it
 //! (the organisation, or the patient) and its Keyhold category as a tag.
 //!
-//! Ids: an entry's id is unique only within its patient, and two UUIDs are
-//! longer than FHIR's 64-character id, so resources are found by search
-//! (`?patient=`) rather than read on their own; their `id` is the entry's.
+//! Ids: an entry's id is unique only within its patient, so a resource's `id`
+//! is the patient's 32 hex digits followed by the entry's (see `ids`); it is
+//! read by that id or found by search (`?patient=`).
 
 use keyhold_domain::{Entry, EntryKind, PatientId, Source};
 use serde_json::{json, Map, Value};
 use time::Date;
+
+use crate::ids::resource_id;
 
 /// Where Keyhold's categories are named, for `meta.tag`.
 pub const CATEGORY_SYSTEM: &str = "https://keyhold.example/fhir/CodeSystem/category";
@@ -22,7 +24,9 @@ pub fn resource_type(kind: EntryKind) -> Option<&'static str> {
         EntryKind::Appointment => "Appointment",
         EntryKind::Encounter => "Encounter",
         EntryKind::Condition => "Condition",
-        EntryKind::CareContact | EntryKind::QuestionnaireResponse | EntryKind::Note => return None,
+        EntryKind::CarePlan => "CarePlan",
+        EntryKind::QuestionnaireResponse => "QuestionnaireResponse",
+        EntryKind::CareContact | EntryKind::Note => return None,
     })
 }
 
@@ -33,15 +37,16 @@ pub fn kind_of(resource_type: &str) -> Option<EntryKind> {
         .find(|k| self::resource_type(*k) == Some(resource_type))
 }
 
-fn reference(patient: PatientId) -> Value {
+pub(crate) fn reference(patient: PatientId) -> Value {
     json!({ "reference": format!("Patient/{patient}") })
 }
 
-fn concept(text: &str) -> Value {
+pub(crate) fn concept(text: &str) -> Value {
     json!({ "text": text })
 }
 
-fn recorder(source: &Source) -> Value {
+/// The organisation that recorded something, or the patient, by name.
+pub(crate) fn recorder(source: &Source) -> Value {
     match source {
         Source::PatientEntered => json!({ "display": "Patient entered" }),
         Source::Organisation { name, .. } => json!({ "display": name }),
@@ -62,7 +67,7 @@ pub fn entry_resource(patient: PatientId, e: &Entry, today: Date) -> Option<Valu
     let kind = resource_type(e.kind)?;
     let mut r = Map::new();
     r.insert("resourceType".into(), kind.into());
-    r.insert("id".into(), e.id.to_string().into());
+    r.insert("id".into(), resource_id(patient, e.id.as_bytes()).into());
     r.insert(
         "meta".into(),
         json!({ "tag": [{ "system": CATEGORY_SYSTEM, "code": e.category.slug(), "display": e.category.label() }] }),
@@ -141,7 +146,40 @@ pub fn entry_resource(patient: PatientId, e: &Entry, today: Date) -> Option<Valu
             }
             return Some(Value::Object(r));
         }
-        EntryKind::CareContact | EntryKind::QuestionnaireResponse | EntryKind::Note => return None,
+        EntryKind::CarePlan => {
+            // Over once its end date has passed; until then it is running.
+            let over = e.end_date.is_some_and(|end| end < today);
+            r.insert(
+                "status".into(),
+                if over { "completed" } else { "active" }.into(),
+            );
+            r.insert("intent".into(), "plan".into());
+            r.insert("title".into(), e.title.clone().into());
+            if let Some(n) = note {
+                r.insert("description".into(), n[0]["text"].clone());
+            }
+            r.insert("subject".into(), subject);
+            r.insert("period".into(), period(e.date, e.end_date));
+            r.insert("author".into(), recorder(&e.source));
+            return Some(Value::Object(r));
+        }
+        EntryKind::QuestionnaireResponse => {
+            // Keyhold holds a response as its title (which measure) and its
+            // details (the score, in words): one item carries both.
+            r.insert("status".into(), "completed".into());
+            r.insert("subject".into(), subject);
+            r.insert("authored".into(), date.into());
+            r.insert("author".into(), recorder(&e.source));
+            let mut item = Map::new();
+            item.insert("linkId".into(), "1".into());
+            item.insert("text".into(), e.title.clone().into());
+            if let Some(n) = note {
+                item.insert("answer".into(), json!([{ "valueString": n[0]["text"] }]));
+            }
+            r.insert("item".into(), json!([item]));
+            return Some(Value::Object(r));
+        }
+        EntryKind::CareContact | EntryKind::Note => return None,
     }
     if let Some(n) = note {
         r.insert("note".into(), n);
@@ -211,6 +249,60 @@ mod tests {
                 None => assert!(r.is_none()),
             }
         }
+    }
+
+    #[test]
+    fn an_entry_is_named_by_its_patient_and_its_own_id() {
+        let p = PatientId::new_random();
+        let e = entry(EntryKind::Condition);
+        let r = entry_resource(p, &e, date!(2025 - 01 - 01)).unwrap();
+        assert_eq!(
+            r["id"],
+            format!("{}{}", p.uuid().simple(), e.id.uuid().simple())
+        );
+        let bundle = searchset(
+            "http://x/fhir/R4/Condition?patient=p",
+            vec![r.clone()],
+            "http://x/fhir/R4",
+        );
+        assert_eq!(
+            bundle["entry"][0]["fullUrl"],
+            format!("http://x/fhir/R4/Condition/{}", r["id"].as_str().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_care_plan_runs_until_its_end_date_and_a_response_carries_its_text() {
+        let p = PatientId::new_random();
+        let mut c = entry(EntryKind::CarePlan);
+        c.title = "Care and support plan".into();
+        c.end_date = Some(date!(2024 - 09 - 14));
+        let r = entry_resource(p, &c, date!(2024 - 09 - 14)).unwrap();
+        assert_eq!(r["status"], "active");
+        assert_eq!(r["intent"], "plan");
+        assert_eq!(r["title"], "Care and support plan");
+        assert_eq!(r["description"], "Rash");
+        assert_eq!(r["period"]["start"], "2024-03-14");
+        assert_eq!(r["period"]["end"], "2024-09-14");
+        assert_eq!(r["author"]["display"], "Riverside Medical Practice");
+        assert_eq!(r["subject"]["reference"], format!("Patient/{p}"));
+        let r = entry_resource(p, &c, date!(2024 - 09 - 15)).unwrap();
+        assert_eq!(r["status"], "completed");
+
+        let mut q = entry(EntryKind::QuestionnaireResponse);
+        q.title = "PHQ-9 depression score".into();
+        q.details = "Score 7 of 27: mild.".into();
+        let r = entry_resource(p, &q, date!(2025 - 01 - 01)).unwrap();
+        assert_eq!(r["status"], "completed");
+        assert_eq!(r["authored"], "2024-03-14");
+        assert_eq!(r["item"][0]["text"], "PHQ-9 depression score");
+        assert_eq!(
+            r["item"][0]["answer"][0]["valueString"],
+            "Score 7 of 27: mild."
+        );
+        q.details = " ".into();
+        let r = entry_resource(p, &q, date!(2025 - 01 - 01)).unwrap();
+        assert!(r["item"][0].get("answer").is_none(), "{r}");
     }
 
     #[test]

@@ -213,13 +213,13 @@ pub async fn upload(
 }
 
 /// `attachment; filename="…"`: names are already cleaned to a safe ASCII set.
-fn disposition(filename: &str) -> HeaderValue {
+pub(crate) fn disposition(filename: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
 
 /// Runs a blocking producer that writes into a channel; the response streams it.
-fn stream_from_blocking(
+pub(crate) fn stream_from_blocking(
     produce: impl FnOnce(ChannelWriter) -> std::io::Result<()> + Send + 'static,
 ) -> Body {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -241,7 +241,7 @@ fn stream_from_blocking(
 const CHANNEL_CHUNK: usize = 64 * 1024;
 
 /// `Write` into the response body, 64 KiB at a time.
-struct ChannelWriter {
+pub(crate) struct ChannelWriter {
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     buf: Vec<u8>,
 }
@@ -275,7 +275,7 @@ impl Write for ChannelWriter {
     }
 }
 
-fn copy_document(doc: DocumentReader, out: &mut impl Write) -> std::io::Result<()> {
+pub(crate) fn copy_document(doc: DocumentReader, out: &mut impl Write) -> std::io::Result<()> {
     for chunk in doc {
         let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()))?;
         out.write_all(&chunk)?;
@@ -309,7 +309,7 @@ pub async fn download(
 }
 
 /// Names inside the zip are unique: a repeated name gets " (2)", " (3)", … .
-fn unique_name(seen: &mut std::collections::HashSet<String>, name: &str) -> String {
+pub(crate) fn unique_name(seen: &mut std::collections::HashSet<String>, name: &str) -> String {
     if seen.insert(name.to_string()) {
         return name.to_string();
     }

@@ -4,7 +4,8 @@ mod access;
 mod account;
 mod auth;
 mod documents;
-mod fhir;
+mod export;
+pub(crate) mod fhir;
 mod invitations;
 mod nhs_login;
 mod orgs;
@@ -58,6 +59,7 @@ fn record_routes(upload_cap: usize, state: &AppState) -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(upload_cap)),
         )
         .route("/documents.zip", get(documents::zip_all))
+        .route("/export", get(export::export_page).post(export::export))
         .route("/documents/{id}", get(documents::download))
         .route("/access", get(access::log))
 }

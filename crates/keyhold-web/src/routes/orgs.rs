@@ -23,7 +23,14 @@ use crate::pages::{date_time, insert_errors, render, see_other};
 use crate::routes::terms::TermsForm;
 use crate::AppState;
 
-csrf_field!(FindForm, EmergencyForm, InviteForm, RoleForm, ProxyForm);
+csrf_field!(
+    FindForm,
+    EmergencyForm,
+    InviteForm,
+    RoleForm,
+    ProxyForm,
+    FeedForm
+);
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -42,6 +49,11 @@ pub fn routes() -> Router<AppState> {
             get(new_proxy).post(create_proxy),
         )
         .route("/organisations/{org}/emergency-access", get(report))
+        .route("/organisations/{org}/feeds", get(feeds).post(register_feed))
+        .route(
+            "/organisations/{org}/feeds/{client}/revoke",
+            post(revoke_feed),
+        )
 }
 
 // ---------------------------------------------------------------------------
@@ -59,6 +71,8 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "invited" => "Invitation sent. It is listed below until it is accepted.",
         "role" => "Role changed.",
         "removed" => "Removed from your organisation. Their access through it has ended.",
+        "registered" => "System registered. Give it its client ID; it can ask for a token now.",
+        "stopped" => "System stopped. Its tokens no longer work.",
         _ => return None,
     })
 }
@@ -688,4 +702,140 @@ pub async fn report(
         "Emergency access report",
         ctx,
     )
+}
+
+#[derive(Deserialize, Serialize, Default)]
+pub struct FeedForm {
+    #[serde(default, skip_serializing)]
+    csrf_token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    jwks: String,
+}
+
+#[derive(Serialize)]
+struct FeedRow {
+    id: String,
+    name: String,
+    key_ids: Vec<String>,
+    registered: String,
+    active: bool,
+    revoked: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn feeds_page(
+    state: &AppState,
+    viewer: &Viewer,
+    p: &Principal,
+    org: OrgId,
+    status: StatusCode,
+    form: &FeedForm,
+    errors: &[FieldError],
+    done: Option<&str>,
+) -> Result<Response, WebError> {
+    let clients: Vec<FeedRow> = state
+        .core
+        .feed_clients(p, org)?
+        .into_iter()
+        .map(|c| FeedRow {
+            id: c.id.to_string(),
+            name: c.name,
+            key_ids: c.key_ids,
+            registered: date_time(c.registered_at),
+            active: c.revoked_at.is_none(),
+            revoked: c.revoked_at.map(date_time).unwrap_or_default(),
+        })
+        .collect();
+    let mut ctx = org_context(state, org)?;
+    ctx.insert("clients", &clients);
+    ctx.insert("values", form);
+    ctx.insert("token_url", &crate::routes::fhir::token_url(state));
+    ctx.insert(
+        "fhir_base",
+        &format!(
+            "{}/fhir/R4",
+            state.core.settings().public_url.trim_end_matches('/')
+        ),
+    );
+    insert_errors(&mut ctx, errors);
+    if let Some(n) = notice(done) {
+        ctx.insert("notice", n);
+    }
+    render(state, viewer, status, "org_feeds.html", "Data feeds", ctx)
+}
+
+/// Administrators: the organisation's systems that feed records in.
+pub async fn feeds(
+    State(state): State<AppState>,
+    s: SignedIn,
+    Path(params): Params,
+    Query(q): Query<Done>,
+) -> Result<Response, WebError> {
+    let org: OrgId = param(&params, "org")?;
+    require_admin(&s.principal, org)?;
+    feeds_page(
+        &state,
+        &s.viewer,
+        &s.principal,
+        org,
+        StatusCode::OK,
+        &FeedForm::default(),
+        &[],
+        q.done.as_deref(),
+    )
+}
+
+pub async fn register_feed(
+    State(state): State<AppState>,
+    Path(params): Params,
+    s: Submitted<FeedForm>,
+) -> Result<Response, WebError> {
+    let org: OrgId = param(&params, "org")?;
+    let p = signed_in(&s.viewer)?;
+    require_admin(&p, org)?;
+    match state
+        .core
+        .register_feed_client(&p, org, &s.form.name, &s.form.jwks)
+        .await
+    {
+        Ok(_) => see_other(&format!("/organisations/{org}/feeds?done=registered")),
+        Err(DomainError::Invalid(errors)) => {
+            // A pasted private key is never sent back to the browser.
+            let private = s.form.jwks.contains("\"d\"") || s.form.jwks.contains("\"p\"");
+            let form = FeedForm {
+                csrf_token: String::new(),
+                name: s.form.name.clone(),
+                jwks: if private {
+                    String::new()
+                } else {
+                    s.form.jwks.clone()
+                },
+            };
+            feeds_page(
+                &state,
+                &s.viewer,
+                &p,
+                org,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &form,
+                &errors,
+                None,
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn revoke_feed(
+    State(state): State<AppState>,
+    Path(params): Params,
+    s: Submitted<CsrfOnly>,
+) -> Result<Response, WebError> {
+    let org: OrgId = param(&params, "org")?;
+    let client: keyhold_domain::FeedClientId = param(&params, "client")?;
+    let p = signed_in(&s.viewer)?;
+    state.core.revoke_feed_client(&p, org, client).await?;
+    see_other(&format!("/organisations/{org}/feeds?done=stopped"))
 }

@@ -118,6 +118,8 @@ pub async fn demographics(State(state): State<AppState>, p: Subject) -> Result<R
     let header = state.core.header(&p.principal, p.patient).await?;
     let d = &header.demographics;
     let mut ctx = record_context(&state, &p, d, &header.standing);
+    // The id apps and the FHIR API use for this record (`Patient/{id}`).
+    ctx.insert("record_id", &p.patient.to_string());
     ctx.insert(
         "d",
         &serde_json::json!({
@@ -343,6 +345,7 @@ pub async fn entry(
             "kind_label": e.kind.label(),
             "title": e.title,
             "date": long_date(e.date),
+            "end_date": e.end_date.map(long_date),
             "category_label": e.category.label(),
             "source": e.source.label(),
             "details": e.details,

@@ -6,7 +6,10 @@
 mod access;
 mod cookies;
 mod csrf;
+mod export;
+mod feeds;
 mod fhir;
+mod fhir_resources;
 mod headers;
 mod helpers;
 mod input;

@@ -4,8 +4,9 @@
 //! function decides every read and write.
 
 use axum::extract::FromRequestParts;
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use keyhold_domain::policy::Principal;
 use keyhold_fhir::IssueType;
@@ -34,6 +35,39 @@ impl FromRequestParts<AppState> for FhirCaller {
                 "Sign in to Keyhold, or send a bearer token from /fhir/R4/token",
             )
         };
+        if let Some(auth) = parts.headers.get(AUTHORIZATION) {
+            // A bearer token is the only credential looked at when sent: a
+            // bad one is refused, never passed over for a session cookie.
+            let token = auth
+                .to_str()
+                .ok()
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && t.len() <= 200);
+            let principal = match token.map(|t| state.core.feed_principal(t)) {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "bearer token lookup failed");
+                    None
+                }
+                None => None,
+            };
+            return principal.map(|principal| FhirCaller { principal }).ok_or_else(|| {
+                let mut resp = outcome(
+                    StatusCode::UNAUTHORIZED,
+                    IssueType::Login,
+                    "The bearer token is not valid or has expired; get a new one from /fhir/R4/token",
+                );
+                resp.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+                resp
+            });
+        }
         let secret = parts
             .extensions
             .get::<CsrfSecret>()

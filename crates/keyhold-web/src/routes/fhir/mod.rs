@@ -16,16 +16,24 @@ use serde_json::Value;
 use crate::AppState;
 
 mod auth;
-mod feed;
+mod everything;
+pub mod feed;
+mod resources;
 
 pub use auth::FhirCaller;
+pub use feed::token_url;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(feed::routes())
+        .merge(everything::routes())
         .route("/metadata", get(metadata))
         .route("/Patient/{id}", get(read_patient))
+        .route("/Questionnaire", get(resources::search_questionnaires))
+        .route("/Questionnaire/{id}", get(resources::read_questionnaire))
+        .route("/Binary/{id}", get(resources::read_binary))
         .route("/{resource_type}", get(search))
+        .route("/{resource_type}/{id}", get(resources::read))
         .fallback(not_supported)
 }
 
@@ -63,14 +71,40 @@ pub(crate) fn not_acceptable() -> Response {
     )
 }
 
+/// The API's own address, `https://…/fhir/R4`.
+pub(crate) fn api_base(state: &AppState) -> String {
+    format!(
+        "{}/fhir/R4",
+        state.core.settings().public_url.trim_end_matches('/')
+    )
+}
+
+/// 404 not-found: for what does not exist and for what this caller may not
+/// see alike (nothing tells them apart).
+pub(crate) fn not_found(what: &str) -> Response {
+    let what: String = what.chars().take(200).collect();
+    outcome(
+        StatusCode::NOT_FOUND,
+        IssueType::NotFound,
+        &format!("{what} is not known, or not shared with you"),
+    )
+}
+
+/// 500, logged with `context` (never record content).
+pub(crate) fn server_error(context: &'static str, e: &DomainError) -> Response {
+    tracing::error!(error = %e, "{context}");
+    outcome(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        IssueType::Exception,
+        "The server could not answer; try again later",
+    )
+}
+
 async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !accepts_json(&headers) {
         return not_acceptable();
     }
-    let base = format!(
-        "{}/fhir/R4",
-        state.core.settings().public_url.trim_end_matches('/')
-    );
+    let base = api_base(&state);
     fhir(
         StatusCode::OK,
         &keyhold_fhir::capability_statement(&base, env!("CARGO_PKG_VERSION"), state.core.now()),
@@ -87,13 +121,7 @@ async fn read_patient(
         return not_acceptable();
     }
     let p = &caller.principal;
-    let gone = || {
-        outcome(
-            StatusCode::NOT_FOUND,
-            IssueType::NotFound,
-            &format!("Patient/{id} is not known, or not shared with you"),
-        )
-    };
+    let gone = || not_found(&format!("Patient/{id}"));
     // A malformed id answers as an unknown one: nothing to tell them apart.
     let Ok(patient) = id.parse::<PatientId>() else {
         return gone();
@@ -101,14 +129,7 @@ async fn read_patient(
     match state.core.demographics(p, patient).await {
         Ok(d) => fhir(StatusCode::OK, &keyhold_fhir::patient(patient, &d)),
         Err(DomainError::NotFound) => gone(),
-        Err(e) => {
-            tracing::error!(error = %e, "FHIR Patient read failed");
-            outcome(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                IssueType::Exception,
-                "The server could not answer; try again later",
-            )
-        }
+        Err(e) => server_error("FHIR Patient read failed", &e),
     }
 }
 
@@ -117,7 +138,7 @@ const MAX_COUNT: usize = 100;
 
 /// One `date` parameter: a comparison with a day.
 #[derive(Clone, Copy)]
-enum DateBound {
+pub(crate) enum DateBound {
     From(time::Date, bool),
     To(time::Date, bool),
     On(time::Date),
@@ -145,7 +166,7 @@ impl DateBound {
         })
     }
 
-    fn admits(self, d: time::Date) -> bool {
+    pub(crate) fn admits(self, d: time::Date) -> bool {
         match self {
             DateBound::From(b, incl) => d > b || (incl && d == b),
             DateBound::To(b, incl) => d < b || (incl && d == b),
@@ -155,15 +176,41 @@ impl DateBound {
 }
 
 /// What a search asked for, parsed; anything malformed is a 400.
-struct Search {
-    patient: PatientId,
-    dates: Vec<DateBound>,
-    category: Option<Category>,
-    count: usize,
-    offset: usize,
+pub(crate) struct Search {
+    pub patient: PatientId,
+    pub dates: Vec<DateBound>,
+    pub category: Option<Category>,
+    pub count: usize,
+    pub offset: usize,
 }
 
-fn parse_search(query: &str) -> Result<Search, String> {
+impl Search {
+    /// True when every `date` bound admits `d`.
+    pub fn admits_date(&self, d: time::Date) -> bool {
+        self.dates.iter().all(|b| b.admits(d))
+    }
+}
+
+/// Which optional parameters a type is searched by (besides `patient`,
+/// `_count` and `_offset`, which every patient search takes).
+#[derive(Clone, Copy)]
+pub(crate) struct SearchBy {
+    pub date: bool,
+    pub tag: bool,
+}
+
+/// Entries and documents: by date and category too.
+pub(crate) const BY_DATE_AND_TAG: SearchBy = SearchBy {
+    date: true,
+    tag: true,
+};
+
+/// A 400 for a parameter this type is not searched by.
+fn unknown_param(name: &str) -> String {
+    format!("{name}: this server does not search by it; see /fhir/R4/metadata")
+}
+
+pub(crate) fn parse_search(query: &str, params: SearchBy) -> Result<Search, String> {
     let mut patient = None;
     let mut dates = Vec::new();
     let mut category = None;
@@ -178,6 +225,8 @@ fn parse_search(query: &str) -> Result<Search, String> {
                         .map_err(|_| format!("patient: {v} is not a Patient id"))?,
                 );
             }
+            "date" if !params.date => return Err(unknown_param("date")),
+            "_tag" if !params.tag => return Err(unknown_param("_tag")),
             "date" => dates.push(
                 DateBound::parse(&v)
                     .ok_or_else(|| format!("date: {v} is not a date like ge2024-01-31"))?,
@@ -202,11 +251,7 @@ fn parse_search(query: &str) -> Result<Search, String> {
                     .map_err(|_| format!("_offset: {v} is not a number"))?;
             }
             "_format" => {}
-            other => {
-                return Err(format!(
-                    "{other}: this server does not search by it; see /fhir/R4/metadata"
-                ))
-            }
+            other => return Err(unknown_param(other)),
         }
     }
     let patient = patient.ok_or("patient: say whose record to search (patient=<id>)")?;
@@ -219,74 +264,22 @@ fn parse_search(query: &str) -> Result<Search, String> {
     })
 }
 
-/// `GET /fhir/R4/{type}?patient=…`: a record's entries of one kind, as far
-/// as the policy lets this principal see them (the read is audited), in a
-/// searchset Bundle with `next` links.
-async fn search(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    caller: FhirCaller,
-    Path(resource_type): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    if !accepts_json(&headers) {
-        return not_acceptable();
-    }
-    let Some(kind) = keyhold_fhir::kind_of(&resource_type) else {
-        return not_supported().await;
-    };
-    let p = &caller.principal;
-    let query = query.unwrap_or_default();
-    let q = match parse_search(&query) {
-        Ok(q) => q,
-        Err(why) => return outcome(StatusCode::BAD_REQUEST, IssueType::Invalid, &why),
-    };
-    let view = match state.core.record(p, q.patient).await {
-        Ok(v) => v,
-        Err(DomainError::NotFound) => {
-            return outcome(
-                StatusCode::NOT_FOUND,
-                IssueType::NotFound,
-                &format!("Patient/{} is not known, or not shared with you", q.patient),
-            )
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "FHIR search failed");
-            return outcome(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                IssueType::Exception,
-                "The server could not answer; try again later",
-            );
-        }
-    };
-    let today = state.core.now().date();
-    let mut matches: Vec<_> = view
-        .entries
-        .iter()
-        .filter(|e| e.kind == kind)
-        .filter(|e| q.category.is_none_or(|c| e.category == c))
-        .filter(|e| q.dates.iter().all(|d| d.admits(e.date)))
-        .collect();
-    matches.sort_by(|a, b| {
-        b.date
-            .cmp(&a.date)
-            .then(a.id.to_string().cmp(&b.id.to_string()))
-    });
-    let total = matches.len();
-    let page: Vec<Value> = matches
-        .into_iter()
-        .skip(q.offset)
-        .take(q.count)
-        .filter_map(|e| keyhold_fhir::entry_resource(q.patient, e, today))
-        .collect();
-    let base = format!(
-        "{}/fhir/R4",
-        state.core.settings().public_url.trim_end_matches('/')
-    );
+/// A page of a search's matches as a searchset Bundle: `total` counts every
+/// match, and a `next` link (the same query with `_offset` moved on) follows
+/// while there are more.
+pub(crate) fn paged_bundle(
+    state: &AppState,
+    resource_type: &str,
+    query: &str,
+    q: &Search,
+    total: usize,
+    page: Vec<Value>,
+) -> Value {
+    let base = api_base(state);
     let self_url = format!("{base}/{resource_type}?{query}");
     let mut bundle = keyhold_fhir::searchset(&self_url, page, &base);
     bundle["total"] = total.into();
-    if q.offset + q.count < total {
+    if q.offset.saturating_add(q.count) < total {
         let mut next = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             if k != "_offset" {
@@ -301,10 +294,68 @@ async fn search(
             }));
         }
     }
+    bundle
+}
+
+/// `GET /fhir/R4/{type}?patient=…`: a record's entries of one kind, as far
+/// as the policy lets this principal see them (the read is audited), in a
+/// searchset Bundle with `next` links. Documents, consents and the access log
+/// are searched in `resources`.
+async fn search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: FhirCaller,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if !accepts_json(&headers) {
+        return not_acceptable();
+    }
+    let query = query.unwrap_or_default();
+    match resource_type.as_str() {
+        "DocumentReference" => return resources::search_documents(&state, &caller, &query).await,
+        "Consent" => return resources::search_consents(&state, &caller, &query).await,
+        "AuditEvent" => return resources::search_audit_events(&state, &caller, &query).await,
+        _ => {}
+    }
+    let Some(kind) = keyhold_fhir::kind_of(&resource_type) else {
+        return not_supported().await;
+    };
+    let p = &caller.principal;
+    let q = match parse_search(&query, BY_DATE_AND_TAG) {
+        Ok(q) => q,
+        Err(why) => return outcome(StatusCode::BAD_REQUEST, IssueType::Invalid, &why),
+    };
+    let view = match state.core.record(p, q.patient).await {
+        Ok(v) => v,
+        Err(DomainError::NotFound) => return not_found(&format!("Patient/{}", q.patient)),
+        Err(e) => return server_error("FHIR search failed", &e),
+    };
+    let today = state.core.now().date();
+    let mut matches: Vec<_> = view
+        .entries
+        .iter()
+        .filter(|e| e.kind == kind)
+        .filter(|e| q.category.is_none_or(|c| e.category == c))
+        .filter(|e| q.admits_date(e.date))
+        .collect();
+    matches.sort_by(|a, b| {
+        b.date
+            .cmp(&a.date)
+            .then(a.id.to_string().cmp(&b.id.to_string()))
+    });
+    let total = matches.len();
+    let page: Vec<Value> = matches
+        .into_iter()
+        .skip(q.offset)
+        .take(q.count)
+        .filter_map(|e| keyhold_fhir::entry_resource(q.patient, e, today))
+        .collect();
+    let bundle = paged_bundle(&state, &resource_type, &query, &q, total, page);
     fhir(StatusCode::OK, &bundle)
 }
 
-async fn not_supported() -> Response {
+pub(crate) async fn not_supported() -> Response {
     outcome(
         StatusCode::NOT_FOUND,
         IssueType::NotSupported,
