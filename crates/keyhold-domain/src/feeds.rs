@@ -34,8 +34,8 @@ use crate::policy::{Action, Basis, Principal, Resource};
 use crate::records::Access;
 use crate::rows::EntryRowV1;
 use crate::trees::{
-    pair, ENTRIES, FEED_ASSERTIONS, FEED_CLIENTS, FEED_CLIENTS_BY_ORG, FEED_IDENTIFIERS,
-    FEED_TOKENS,
+    expiry_key, pair, sweep_expired, ENTRIES, FEED_ASSERTIONS, FEED_CLIENTS, FEED_CLIENTS_BY_ORG,
+    FEED_IDENTIFIERS, FEED_TOKENS,
 };
 use crate::vault::Aad;
 use crate::{
@@ -271,36 +271,6 @@ fn key_algorithm(k: &Jwk) -> Algorithm {
         AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
         _ => Algorithm::RS512,
     }
-}
-
-fn expiry_key(expires: i64, hash: &[u8; 32]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(40);
-    k.extend_from_slice(&expires.to_be_bytes());
-    k.extend_from_slice(hash);
-    k
-}
-
-/// Deletes rows of an expiry-keyed tree whose time has passed (up to `max`).
-fn sweep(
-    store: &dyn keyhold_storage::Store,
-    batch: &mut Batch,
-    tree: keyhold_storage::TreeName,
-    now: i64,
-    max: usize,
-) -> Result<(), DomainError> {
-    for item in store.scan(tree, b"").take(max) {
-        let (k, _) = item?;
-        let at = k
-            .get(..8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(i64::from_be_bytes)
-            .unwrap_or(i64::MIN);
-        if at >= now {
-            break;
-        }
-        batch.delete(tree, k);
-    }
-    Ok(())
 }
 
 impl Keyhold {
@@ -548,14 +518,16 @@ impl Keyhold {
         }
 
         let mut batch = Batch::new();
-        sweep(
-            self.store.as_ref(),
+        let store = self.store.as_ref();
+        sweep_expired(
+            store,
             &mut batch,
             FEED_ASSERTIONS,
             now - LEEWAY_SECS as i64,
             500,
-        )?;
-        sweep(self.store.as_ref(), &mut batch, FEED_TOKENS, now, 500)?;
+        )
+        .map_err(DomainError::from)?;
+        sweep_expired(store, &mut batch, FEED_TOKENS, now, 500).map_err(DomainError::from)?;
         let mut seen = client.as_bytes().to_vec();
         seen.extend_from_slice(jti.as_bytes());
         // The same assertion again has the same key: the precondition refuses it.

@@ -455,9 +455,7 @@ impl Keyhold {
     /// The store key of a flow: its start time first, so expired flows are
     /// swept from the front, then the SHA-256 of the browser's token.
     fn flow_key(started: i64, token: &str) -> Vec<u8> {
-        let mut k = started.to_be_bytes().to_vec();
-        k.extend_from_slice(&keyhold_crypto::sha256(token.as_bytes()));
-        k
+        crate::trees::expiry_key(started, &keyhold_crypto::sha256(token.as_bytes()))
     }
 
     /// Holds a flow; returns the value for the browser's cookie.
@@ -472,18 +470,7 @@ impl Keyhold {
         let mut batch = Batch::new();
         // Sweep flows that were never finished.
         let oldest = now - LOGIN_FLOW_TTL.whole_seconds();
-        for item in self.store.scan(LOGIN_FLOWS, b"").take(1000) {
-            let (k, _) = item?;
-            let started = k
-                .get(..8)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(i64::from_be_bytes)
-                .unwrap_or(i64::MIN);
-            if started >= oldest {
-                break;
-            }
-            batch.delete(LOGIN_FLOWS, k);
-        }
+        crate::trees::sweep_expired(self.store.as_ref(), &mut batch, LOGIN_FLOWS, oldest, 1000)?;
         let row = LoginFlowRowV1 {
             payload,
             next: next.to_string(),

@@ -67,6 +67,39 @@ pub const FEED_IDENTIFIERS: TreeName = TreeName::new("feed_identifiers");
 /// `size (u64 BE)` → signed checkpoint note (see `checkpoint`).
 pub const CHECKPOINTS: TreeName = TreeName::new("checkpoints");
 
+/// `time (i64 BE) ‖ hash`: the key of a row that lapses at (or started at)
+/// `time`, so lapsed rows sort first and are swept by a prefix scan.
+pub(crate) fn expiry_key(time: i64, hash: &[u8; 32]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(40);
+    k.extend_from_slice(&time.to_be_bytes());
+    k.extend_from_slice(hash);
+    k
+}
+
+/// Adds to `batch` the deletion of up to `max` rows of an expiry-keyed tree
+/// whose time is before `before`.
+pub(crate) fn sweep_expired(
+    store: &dyn keyhold_storage::Store,
+    batch: &mut keyhold_storage::Batch,
+    tree: TreeName,
+    before: i64,
+    max: usize,
+) -> Result<(), keyhold_storage::StorageError> {
+    for item in store.scan(tree, b"").take(max) {
+        let (k, _) = item?;
+        let at = k
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(i64::from_be_bytes)
+            .unwrap_or(i64::MIN);
+        if at >= before {
+            break;
+        }
+        batch.delete(tree, k);
+    }
+    Ok(())
+}
+
 /// The schema this build reads and writes. Bump on any incompatible change to a
 /// row or key layout; the server refuses a store with another version.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -124,10 +124,7 @@ pub async fn export(
         .iter()
         .map(|(name, d)| (d.meta.clone(), name.clone()))
         .collect();
-    let base = format!(
-        "{}/fhir/R4",
-        state.core.settings().public_url.trim_end_matches('/')
-    );
+    let base = crate::routes::fhir::api_base(&state);
     let bundle = keyhold_fhir::everything(
         &base,
         "collection",

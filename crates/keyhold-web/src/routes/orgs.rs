@@ -752,13 +752,7 @@ fn feeds_page(
     ctx.insert("clients", &clients);
     ctx.insert("values", form);
     ctx.insert("token_url", &crate::routes::fhir::token_url(state));
-    ctx.insert(
-        "fhir_base",
-        &format!(
-            "{}/fhir/R4",
-            state.core.settings().public_url.trim_end_matches('/')
-        ),
-    );
+    ctx.insert("fhir_base", &crate::routes::fhir::api_base(state));
     insert_errors(&mut ctx, errors);
     if let Some(n) = notice(done) {
         ctx.insert("notice", n);

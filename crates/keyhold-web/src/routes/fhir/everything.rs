@@ -11,7 +11,7 @@ use axum::Router;
 use keyhold_domain::{DomainError, PatientId};
 use keyhold_fhir::IssueType;
 
-use super::{accepts_json, fhir, not_acceptable, outcome, FhirCaller};
+use super::{accepts_json, api_base, fhir, not_acceptable, outcome, FhirCaller};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -57,10 +57,7 @@ async fn everything(
             (d.meta, url)
         })
         .collect();
-    let base = format!(
-        "{}/fhir/R4",
-        state.core.settings().public_url.trim_end_matches('/')
-    );
+    let base = api_base(&state);
     fhir(
         StatusCode::OK,
         &keyhold_fhir::everything(

@@ -32,10 +32,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The token endpoint's own URL: what a client assertion's `aud` must be.
 pub fn token_url(state: &AppState) -> String {
-    format!(
-        "{}/fhir/R4/token",
-        state.core.settings().public_url.trim_end_matches('/')
-    )
+    format!("{}/token", super::api_base(state))
 }
 
 #[derive(Deserialize)]
