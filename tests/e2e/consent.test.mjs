@@ -202,10 +202,10 @@ describe('Keyhold consent in real browsers (demo data)', () => {
     return m[1];
   }
 
-  /** Types the patient's NHS number into "Find a patient" and submits it. */
+  /** Types the patient's NHS number into "Search by NHS number" and submits it. */
   async function findPatient(page) {
     await page.locator('#nhs-number').fill(shared.nhsNumber);
-    return navigateBy(page, () => page.getByRole('button', { name: 'Find patient', exact: true }).click());
+    return navigateBy(page, () => page.getByRole('button', { name: 'Search by NHS number', exact: true }).click());
   }
 
   /** The titles of the patient's entries in these categories (each listed only there). */
@@ -235,7 +235,7 @@ describe('Keyhold consent in real browsers (demo data)', () => {
     assert.equal(await h1Text(page), 'Your health record', 'h1 of the patient\'s /record');
 
     shared.patientName = ((await page.locator('.keyhold-banner__name').innerText()) ?? '').replace(/\s+/g, ' ').trim();
-    shared.nhsNumber = ((await page.locator('.keyhold-banner__detail--nhs-number dd').innerText()) ?? '').trim();
+    shared.nhsNumber = ((await page.locator('.keyhold-banner__nhs-number strong').innerText()) ?? '').trim();
     assert.ok(shared.patientName, 'the patient banner names the patient');
     assert.match(shared.nhsNumber.replace(/\s/g, ''), /^\d{10}$/, `NHS number in the banner: ${JSON.stringify(shared.nhsNumber)}`);
     t.diagnostic(`patient: ${shared.patientName}, NHS number ${shared.nhsNumber}`);

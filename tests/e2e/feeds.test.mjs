@@ -557,7 +557,7 @@ describe('Organisation feeds: a system writes into a shared record (browsers and
     const page = await signIn(people.patient);
     await assertPath(page, '/record', 'the patient after signing in');
     shared.patientName = ((await page.locator('.keyhold-banner__name').innerText()) ?? '').replace(/\s+/g, ' ').trim();
-    shared.nhsNumber = ((await page.locator('.keyhold-banner__detail--nhs-number dd').innerText()) ?? '').replace(/\s/g, '');
+    shared.nhsNumber = ((await page.locator('.keyhold-banner__nhs-number strong').innerText()) ?? '').replace(/\s/g, '');
     assert.match(shared.nhsNumber, /^999\d{7}$/, 'the synthetic NHS number in the banner');
     t.diagnostic(`patient: ${shared.patientName}, NHS number ${shared.nhsNumber}`);
 

@@ -96,7 +96,7 @@ async function listedEntries(page) {
 
 /** The NHS number in the patient banner. */
 async function bannerNhsNumber(page) {
-  const dd = page.locator('.keyhold-banner__detail--nhs-number dd');
+  const dd = page.locator('.keyhold-banner__nhs-number strong');
   await expectVisible(dd, 'the NHS number in the patient banner');
   return ((await dd.first().innerText()) ?? '').trim();
 }

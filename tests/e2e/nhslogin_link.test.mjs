@@ -119,7 +119,7 @@ async function listedEntries(page) {
 
 /** What the patient banner shows as the NHS number (e.g. "Not recorded" when there is none). */
 async function bannerNhsNumbers(page) {
-  return page.locator('.keyhold-banner__detail--nhs-number dd').evaluateAll((dds) => dds.map((d) => d.innerText.trim()));
+  return page.locator('.keyhold-banner__nhs-number strong').evaluateAll((dds) => dds.map((d) => d.innerText.trim()));
 }
 
 /** The identity row of /account: its data-level. */

@@ -75,7 +75,9 @@ fn what_label(action: AuditAction, resource: &str) -> String {
         "break-glass" => "emergency access",
         "access-log" => "who has seen the record",
         "name" => "the name",
-        "search" => "a search by NHS number",
+        "search" => "a search that found the record",
+        "questionnaire-assignment" => "a questionnaire",
+        "questionnaires" => "questionnaires",
         "invitation" => "an invitation",
         "account" => "the account",
         "feed-client" => "a data feed",
@@ -199,5 +201,29 @@ fn capitalise(s: &str) -> String {
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_audited_resource_reads_as_plain_words() {
+        assert_eq!(
+            what_label(AuditAction::Read, "questionnaire-assignment/abc"),
+            format!("{} a questionnaire", AuditAction::Read.label())
+        );
+        assert_eq!(
+            what_label(AuditAction::Read, "search"),
+            format!(
+                "{} a search that found the record",
+                AuditAction::Read.label()
+            )
+        );
+        assert_eq!(
+            what_label(AuditAction::Read, "something-new"),
+            format!("{} the record", AuditAction::Read.label())
+        );
     }
 }

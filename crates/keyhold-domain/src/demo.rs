@@ -12,13 +12,13 @@ use time::{Date, Duration, Month, Time};
 
 use crate::audit::{AuditAction, AuditActor, AuditEvent, Outcome};
 use crate::consent::{Grant, Grantee, Permissions, StaffRole};
-use crate::documents::NewDocument;
+use crate::documents::{DocumentKind, NewDocument};
 use crate::identity::IdentityLevel;
 use crate::record::{EmergencyContact, Gender};
 use crate::upload::FileType;
 use crate::{
-    AccountId, Category, Demographics, DomainError, Email, EntryKind, FirstAdministrator, GrantId,
-    Keyhold, NewEntry, NhsNumber, OrgId, PatientId, Source,
+    AccountId, Category, ContactDetails, ContactKind, Demographics, DomainError, Email, EntryKind,
+    FirstAdministrator, GrantId, Keyhold, NewEntry, NhsNumber, OrgId, PatientId, Source,
 };
 
 const GIVEN: &[&str] = &[
@@ -509,6 +509,38 @@ impl<R: Rng> Generator<R> {
     }
 }
 
+/// The rest of a demo person's care network (fixed: no draw from the
+/// generator): a community nurse and someone in their life.
+fn care_network() -> Vec<(&'static str, ContactDetails, Source)> {
+    vec![
+        (
+            "Grace Adeyemi",
+            ContactDetails {
+                kind: ContactKind::Professional,
+                role: "District nurse".into(),
+                organisation: "Leeds Community Nursing Team".into(),
+                phone: "0113 496 0456".into(),
+                email: Email::parse("district.nurses@community.example").ok(),
+            },
+            Source::Organisation {
+                name: SOCIAL_CARE.into(),
+                org: None,
+            },
+        ),
+        (
+            "Alex Morgan",
+            ContactDetails {
+                kind: ContactKind::Personal,
+                role: "Neighbour, has a spare key".into(),
+                organisation: String::new(),
+                phone: "07700 900 123".into(),
+                email: None,
+            },
+            Source::PatientEntered,
+        ),
+    ]
+}
+
 /// A one-page PDF with the given lines (Helvetica), valid enough for any reader.
 pub fn simple_pdf(lines: &[&str]) -> Vec<u8> {
     let esc = |s: &str| {
@@ -577,13 +609,36 @@ impl Keyhold {
         let mut batch = Batch::new();
         let patient = self.new_patient(&mut batch, &demographics)?;
         identity.patient_id = patient;
-        for (entry, mut source) in gen.entries(today, &identity.note_phrase) {
+        for (mut entry, mut source) in gen.entries(today, &identity.note_phrase) {
             if let (Some(gp), Source::Organisation { name, org }) = (gp, &mut source) {
                 if name == GP {
                     *org = Some(gp);
                 }
             }
-            self.entry_into(&mut batch, patient, entry, source)?;
+            // The generated GP contact, with its role and number as fields.
+            let contact = (entry.kind == EntryKind::CareContact).then(|| {
+                entry.title = "Dr Imran Haque".into();
+                entry.details = String::new();
+                ContactDetails {
+                    kind: ContactKind::Professional,
+                    role: "GP".into(),
+                    organisation: GP.into(),
+                    phone: "0113 496 0123".into(),
+                    email: None,
+                }
+            });
+            self.entry_with_contact_into(&mut batch, patient, entry, source, contact)?;
+        }
+        for (name, contact, source) in care_network() {
+            let new = NewEntry {
+                kind: EntryKind::CareContact,
+                title: name.into(),
+                date: today - Duration::days(400),
+                end_date: None,
+                category: Category::General,
+                details: String::new(),
+            };
+            self.entry_with_contact_into(&mut batch, patient, new, source, Some(contact))?;
         }
         let letter = simple_pdf(&[
             "St Oswald's Hospital NHS Foundation Trust - Discharge summary (synthetic)",
@@ -595,6 +650,7 @@ impl Keyhold {
             patient,
             NewDocument {
                 title: "Discharge summary".into(),
+                kind: DocumentKind::DischargeSummary,
                 category: Category::General,
                 filename: "discharge-summary.pdf".into(),
                 bytes: letter,

@@ -23,11 +23,89 @@ use crate::{Category, DocumentId, DomainError, FieldError, Keyhold, PatientId, S
 
 pub const CHUNK_SIZE: usize = 64 * 1024;
 
+/// What sort of document it is: the headings of the document viewer's tree.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKind {
+    Letter,
+    DischargeSummary,
+    CarePlan,
+    Referral,
+    TestResult,
+    ScanOrImage,
+    Form,
+    /// Documents stored before kinds existed read as this.
+    #[default]
+    Other,
+}
+
+impl DocumentKind {
+    pub const ALL: [DocumentKind; 8] = [
+        DocumentKind::Letter,
+        DocumentKind::DischargeSummary,
+        DocumentKind::CarePlan,
+        DocumentKind::Referral,
+        DocumentKind::TestResult,
+        DocumentKind::ScanOrImage,
+        DocumentKind::Form,
+        DocumentKind::Other,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.slug() == s)
+    }
+
+    pub fn slug(&self) -> &'static str {
+        match self {
+            DocumentKind::Letter => "letter",
+            DocumentKind::DischargeSummary => "discharge_summary",
+            DocumentKind::CarePlan => "care_plan",
+            DocumentKind::Referral => "referral",
+            DocumentKind::TestResult => "test_result",
+            DocumentKind::ScanOrImage => "scan_or_image",
+            DocumentKind::Form => "form",
+            DocumentKind::Other => "other",
+        }
+    }
+
+    /// Singular, for a form's radios.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DocumentKind::Letter => "Letter",
+            DocumentKind::DischargeSummary => "Discharge summary",
+            DocumentKind::CarePlan => "Care plan",
+            DocumentKind::Referral => "Referral",
+            DocumentKind::TestResult => "Test result",
+            DocumentKind::ScanOrImage => "Scan or image",
+            DocumentKind::Form => "Form",
+            DocumentKind::Other => "Other document",
+        }
+    }
+
+    /// Plural, for a heading of the tree.
+    pub fn heading(&self) -> &'static str {
+        match self {
+            DocumentKind::Letter => "Letters",
+            DocumentKind::DischargeSummary => "Discharge summaries",
+            DocumentKind::CarePlan => "Care plans",
+            DocumentKind::Referral => "Referrals",
+            DocumentKind::TestResult => "Test results",
+            DocumentKind::ScanOrImage => "Scans and images",
+            DocumentKind::Form => "Forms",
+            DocumentKind::Other => "Other documents",
+        }
+    }
+}
+
 /// What is known about a document besides its content. Sealed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocumentMeta {
     pub id: DocumentId,
     pub title: String,
+    #[serde(default)]
+    pub kind: DocumentKind,
     pub filename: String,
     pub file_type: FileType,
     pub size: u64,
@@ -40,6 +118,7 @@ pub struct DocumentMeta {
 /// An upload as received.
 pub struct NewDocument {
     pub title: String,
+    pub kind: DocumentKind,
     pub category: Category,
     pub filename: String,
     pub bytes: Vec<u8>,
@@ -143,6 +222,7 @@ impl Keyhold {
         let meta = DocumentMeta {
             id,
             title: new.title.trim().to_string(),
+            kind: new.kind,
             filename: clean_filename(&new.filename, file_type),
             file_type,
             size: new.bytes.len() as u64,

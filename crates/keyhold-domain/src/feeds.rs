@@ -777,6 +777,7 @@ impl Keyhold {
                 source: source.clone(),
                 details: new.details.trim_end().to_string(),
                 recorded_at: now,
+                contact: None,
             };
             let dek = self.vault.key(KeyOwner::Patient(patient))?;
             let sealed = self.vault.seal(

@@ -7,6 +7,7 @@
 
 mod access_log;
 mod accounts;
+pub mod assignments;
 pub mod audit;
 mod break_glass;
 mod category;
@@ -31,6 +32,7 @@ pub mod questionnaires;
 mod record;
 mod records;
 mod rows;
+pub mod search;
 mod service;
 mod sharing;
 mod throttle;
@@ -38,13 +40,18 @@ pub mod trees;
 pub mod two_factor;
 pub mod upload;
 mod vault;
+mod worklists;
 
 pub use access_log::{AccessFilter, AccessLog, AccessLogEntry};
 pub use accounts::{Password, SessionToken, SignedIn, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+pub use assignments::{
+    Assignment, AssignmentId, AssignmentStatus, AssignmentView, Completion, QuestionnaireRights,
+    Questionnaires,
+};
 pub use break_glass::BreakGlassUse;
 pub use category::Category;
 pub use credentials::{LinkPurpose, CONFIRM_TTL, RESET_TTL};
-pub use documents::{DocumentMeta, DocumentReader, NewDocument, CHUNK_SIZE};
+pub use documents::{DocumentKind, DocumentMeta, DocumentReader, NewDocument, CHUNK_SIZE};
 pub use email::{Email, EmailError};
 pub use error::{DomainError, FieldError};
 pub use export::RecordExport;
@@ -55,13 +62,20 @@ pub use ids::{
 };
 pub use nhs_number::{NhsNumber, NhsNumberError};
 pub use orgs::{FirstAdministrator, PendingStaff, StaffMember};
-pub use record::{Demographics, EmergencyContact, Entry, EntryKind, Gender, NewEntry, Source};
+pub use record::{
+    ContactDetails, ContactKind, Demographics, EmergencyContact, Entry, EntryKind, Gender,
+    NewEntry, Source,
+};
 pub use records::{Capabilities, Header, RecordView, Standing};
 pub use service::{open_memory_store, open_store, Keyhold, Settings};
 pub use sharing::{
     Accepted, CaredFor, GrantTerms, GrantView, InvitationView, NewGrantee, ProxyRequest,
 };
 pub use throttle::{Limit, SignInLimits};
+pub use worklists::{
+    ListedPerson, PersonSeen, Worklist, WorklistId, WorklistSummary, MAX_PEOPLE_PER_WORKLIST,
+    MAX_RECENT_RECORDS, MAX_WORKLISTS, MAX_WORKLIST_NAME_CHARS,
+};
 
 /// Re-exported so the binary can build key rings without naming the crypto crate.
 pub use keyhold_crypto::passphrase;

@@ -238,6 +238,49 @@ impl Source {
     }
 }
 
+/// Whether a care network contact looks after the person professionally or
+/// is someone in their life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactKind {
+    Professional,
+    Personal,
+}
+
+impl ContactKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "professional" => Some(ContactKind::Professional),
+            "personal" => Some(ContactKind::Personal),
+            _ => None,
+        }
+    }
+
+    pub fn slug(&self) -> &'static str {
+        match self {
+            ContactKind::Professional => "professional",
+            ContactKind::Personal => "personal",
+        }
+    }
+}
+
+/// How a care network contact fits in and how to reach them. The entry's
+/// title is their name; its details are free notes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactDetails {
+    pub kind: ContactKind,
+    /// A professional's role ("District nurse"), or a person's relationship
+    /// ("Daughter").
+    pub role: String,
+    /// Where a professional works; empty for a personal contact.
+    #[serde(default)]
+    pub organisation: String,
+    #[serde(default)]
+    pub phone: String,
+    #[serde(default)]
+    pub email: Option<Email>,
+}
+
 /// One entry. `version` counts updates; it is bound into the seal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -251,6 +294,10 @@ pub struct Entry {
     pub details: String,
     #[serde(with = "time::serde::rfc3339")]
     pub recorded_at: OffsetDateTime,
+    /// Set on care network contacts added with their role and how to reach
+    /// them (older contacts carry these in their title and details).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<ContactDetails>,
 }
 
 /// What a person types to add an entry, before it has an id and a time.

@@ -13,8 +13,8 @@ use crate::rows::{EntryRowV1, PatientRowV1};
 use crate::trees::{pair, ENTRIES, PATIENTS, PATIENTS_BY_NHS};
 use crate::vault::Aad;
 use crate::{
-    Category, Demographics, DomainError, Entry, EntryId, FieldError, Keyhold, NewEntry, PatientId,
-    Source,
+    Category, ContactDetails, ContactKind, Demographics, DomainError, Entry, EntryId, EntryKind,
+    FieldError, Keyhold, NewEntry, PatientId, Source,
 };
 
 const NHS_INDEX: &str = "nhs-number";
@@ -449,7 +449,7 @@ impl Keyhold {
     /// Whether the principal may open this record now, decided as a read
     /// would be but neither audited nor revealing anything: for a lookup
     /// page choosing between opening the record and offering emergency
-    /// access (the lookup itself is audited by `find_patient`).
+    /// access (the lookup itself is audited by `search_people`).
     pub fn may_read(&self, p: &Principal, patient: PatientId) -> Result<bool, DomainError> {
         if p.own_patient == Some(patient) {
             return Ok(true);
@@ -518,6 +518,10 @@ impl Keyhold {
         self.audit
             .record(&self.event(p, &access, AuditAction::Read, patient, "record".into()))
             .await?;
+        if let Some(org) = access.basis.org() {
+            // A professional's "recently accessed"; never fails the read.
+            self.remember_recent(p, org, patient, &demographics).await;
+        }
         Ok(RecordView {
             demographics,
             entries,
@@ -607,6 +611,18 @@ impl Keyhold {
         new: NewEntry,
         source: Source,
     ) -> Result<EntryId, DomainError> {
+        self.entry_with_contact_into(batch, patient, new, source, None)
+    }
+
+    /// As `entry_into`, for a care network contact with its details.
+    pub(crate) fn entry_with_contact_into(
+        &self,
+        batch: &mut Batch,
+        patient: PatientId,
+        new: NewEntry,
+        source: Source,
+        contact: Option<ContactDetails>,
+    ) -> Result<EntryId, DomainError> {
         let id = EntryId::new_random();
         let entry = Entry {
             id,
@@ -618,6 +634,7 @@ impl Keyhold {
             source,
             details: new.details.trim_end().to_string(),
             recorded_at: self.clock.now(),
+            contact,
         };
         let owner = KeyOwner::Patient(patient);
         let dek = self.vault.key(owner)?;
@@ -659,6 +676,98 @@ impl Keyhold {
         let source = self.source_for(access.basis)?;
         let mut batch = Batch::new();
         let id = self.entry_into(&mut batch, patient, new, source)?;
+        self.audit.add(
+            &mut batch,
+            &self.event(
+                p,
+                &access,
+                AuditAction::Create,
+                patient,
+                format!("entry/{id}"),
+            ),
+        )?;
+        self.store.submit(batch).await?;
+        Ok(id)
+    }
+
+    /// Adds someone to the care network: a professional who looks after the
+    /// person, or someone in their life, with their role and how to reach
+    /// them. Decided, attributed and audited as any other entry.
+    pub async fn add_care_contact(
+        &self,
+        p: &Principal,
+        patient: PatientId,
+        new: NewEntry,
+        contact: ContactDetails,
+    ) -> Result<EntryId, DomainError> {
+        let mut errors = match Self::validate_entry(&new) {
+            Ok(()) => Vec::new(),
+            Err(DomainError::Invalid(e)) => e,
+            Err(e) => return Err(e),
+        };
+        if new.kind != EntryKind::CareContact {
+            return Err(DomainError::Internal("a care contact must be one".into()));
+        }
+        if contact.role.trim().is_empty() {
+            errors.push(FieldError::new(
+                "role",
+                match contact.kind {
+                    ContactKind::Professional => "Enter their role",
+                    ContactKind::Personal => "Enter how they are related to the person",
+                },
+            ));
+        } else if contact.role.chars().count() > 100 {
+            errors.push(FieldError::new(
+                "role",
+                "Role must be 100 characters or fewer",
+            ));
+        }
+        if contact.organisation.chars().count() > 200 {
+            errors.push(FieldError::new(
+                "organisation",
+                "Organisation must be 200 characters or fewer",
+            ));
+        }
+        let phone = contact.phone.trim();
+        if !phone.is_empty() {
+            let digits = phone.chars().filter(char::is_ascii_digit).count();
+            let allowed = phone
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +()-".contains(c));
+            if !allowed || !(6..=15).contains(&digits) {
+                errors.push(FieldError::new(
+                    "phone",
+                    "Enter a phone number, like 01632 960 001 or +44 7700 900 982",
+                ));
+            }
+        }
+        if phone.is_empty() && contact.email.is_none() {
+            errors.push(FieldError::new(
+                "phone",
+                "Enter a phone number or an email address, so they can be reached",
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(DomainError::Invalid(errors));
+        }
+        let contact = ContactDetails {
+            role: contact.role.trim().to_string(),
+            organisation: contact.organisation.trim().to_string(),
+            phone: phone.to_string(),
+            ..contact
+        };
+        let access = self
+            .authorize(
+                p,
+                Action::Contribute,
+                Resource::in_category(patient, new.category),
+                AuditAction::Create,
+                "entry",
+            )
+            .await?;
+        let source = self.source_for(access.basis)?;
+        let mut batch = Batch::new();
+        let id = self.entry_with_contact_into(&mut batch, patient, new, source, Some(contact))?;
         self.audit.add(
             &mut batch,
             &self.event(

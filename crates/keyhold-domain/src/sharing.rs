@@ -15,7 +15,7 @@ use crate::consent::{Grant, GrantState, Grantee, LegalBasis, Permissions, Proxy,
 use crate::ids::KeyOwner;
 use crate::policy::{Action, Basis, Principal, Resource};
 use crate::rows::{GrantRowV1, InviteRowV1, InviteTarget};
-use crate::trees::{pair, GRANTS, GRANTS_BY_ACCOUNT, INVITES};
+use crate::trees::{pair, GRANTS, GRANTS_BY_ACCOUNT, GRANTS_BY_ORG, INVITES, META};
 use crate::vault::Aad;
 use crate::{
     AccountId, Category, DomainError, Email, FieldError, GrantId, Keyhold, NhsNumber, OrgId,
@@ -103,6 +103,15 @@ pub enum Accepted {
 fn grant_key(patient: PatientId, id: GrantId) -> Vec<u8> {
     pair(patient.as_bytes(), id.as_bytes())
 }
+
+fn org_grant_key(org: OrgId, patient: PatientId, id: GrantId) -> Vec<u8> {
+    let mut k = org.as_bytes().to_vec();
+    k.extend_from_slice(&grant_key(patient, id));
+    k
+}
+
+/// `META` key set once every organisation grant is in `GRANTS_BY_ORG`.
+const GRANTS_BY_ORG_BUILT: &[u8] = b"grants_by_org_built";
 
 /// Hides most of an address for display to someone who may not own it.
 fn mask(email: &str) -> String {
@@ -222,7 +231,60 @@ impl Keyhold {
             k.extend_from_slice(&grant_key(g.patient, g.id));
             batch.put(GRANTS_BY_ACCOUNT, k, Vec::new());
         }
+        if let Grantee::Organisation { org } = g.grantee {
+            batch.put(
+                GRANTS_BY_ORG,
+                org_grant_key(org, g.patient, g.id),
+                Vec::new(),
+            );
+        }
         Ok(())
+    }
+
+    /// Builds `GRANTS_BY_ORG` for grants stored before it existed. Runs once
+    /// per store (a `META` flag marks it done); idempotent if cut short, since
+    /// it only adds index rows. Called by `serve` before it listens.
+    pub async fn index_grants_by_org(&self) -> Result<usize, DomainError> {
+        if self.store.get(META, GRANTS_BY_ORG_BUILT)?.is_some() {
+            return Ok(0);
+        }
+        let mut patients = Vec::new();
+        for item in self.store.scan(GRANTS, b"") {
+            let (k, _) = item?;
+            if let Some(p) = k.get(..16).and_then(PatientId::from_bytes) {
+                if patients.last() != Some(&p) {
+                    patients.push(p);
+                }
+            }
+        }
+        let mut batch = Batch::new();
+        let mut indexed = 0;
+        for patient in patients {
+            for g in self.grants_of(patient)? {
+                if let Grantee::Organisation { org } = g.grantee {
+                    batch.put(GRANTS_BY_ORG, org_grant_key(org, patient, g.id), Vec::new());
+                    indexed += 1;
+                }
+            }
+        }
+        batch.put(META, GRANTS_BY_ORG_BUILT.to_vec(), b"1".to_vec());
+        self.store.submit(batch).await?;
+        Ok(indexed)
+    }
+
+    /// The patients with any grant (of any state) to `org`; the policy still
+    /// decides each one.
+    pub(crate) fn patients_sharing_with(&self, org: OrgId) -> Result<Vec<PatientId>, DomainError> {
+        let mut out: Vec<PatientId> = Vec::new();
+        for item in self.store.scan(GRANTS_BY_ORG, org.as_bytes()) {
+            let (k, _) = item?;
+            if let Some(p) = k.get(16..32).and_then(PatientId::from_bytes) {
+                if out.last() != Some(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Demo seeding only: stores a grant as given (an account grant is active
@@ -812,37 +874,6 @@ impl Keyhold {
         self.mail_grant_invitation(&req.carer_email, &token, &grant)
             .await?;
         Ok(grant.id)
-    }
-
-    /// Professionals: the patient with this NHS number, if there is one. The
-    /// answer only opens a door; the record behind it is still decided by the
-    /// policy (a grant to their organisation, or break-glass).
-    pub async fn find_patient(
-        &self,
-        p: &Principal,
-        nhs: &NhsNumber,
-    ) -> Result<PatientId, DomainError> {
-        if p.clinical_orgs().next().is_none() {
-            return Err(DomainError::NotFound);
-        }
-        let found = self.patient_by_nhs_number(nhs)?;
-        self.audit
-            .record(&AuditEvent {
-                at: self.clock.now(),
-                actor: Self::refused_actor(p),
-                action: AuditAction::Read,
-                patient: found,
-                resource: "search".into(),
-                purpose: "looked up an NHS number".into(),
-                outcome: if found.is_some() {
-                    Outcome::Success
-                } else {
-                    Outcome::Failed
-                },
-                basis: None,
-            })
-            .await?;
-        found.ok_or(DomainError::NotFound)
     }
 
     /// The account's organisations where it is a clinician, with names.

@@ -38,6 +38,9 @@ pub const AUDIT_BY_PATIENT: TreeName = TreeName::new("audit_by_patient");
 pub const GRANTS: TreeName = TreeName::new("grants");
 /// `account_id ‖ patient_id ‖ grant_id` → empty: grants to an account.
 pub const GRANTS_BY_ACCOUNT: TreeName = TreeName::new("grants_by_account");
+/// `org_id ‖ patient_id ‖ grant_id` → empty: grants to an organisation, so a
+/// professional's person search looks only at people who shared with them.
+pub const GRANTS_BY_ORG: TreeName = TreeName::new("grants_by_org");
 /// `sha256(invitation token)` → `InviteRowV1`. The token itself is never stored.
 pub const INVITES: TreeName = TreeName::new("invites");
 /// `org_id` → `OrgRowV1` (an organisation's name is public, not personal, data).
@@ -66,6 +69,21 @@ pub const FEED_TOKENS: TreeName = TreeName::new("feed_tokens");
 pub const FEED_IDENTIFIERS: TreeName = TreeName::new("feed_identifiers");
 /// `size (u64 BE)` → signed checkpoint note (see `checkpoint`).
 pub const CHECKPOINTS: TreeName = TreeName::new("checkpoints");
+/// `patient_id ‖ assignment_id` → `AssignmentRowV1` (see `assignments`): a
+/// questionnaire sent to the patient, by whom and what became of it, sealed
+/// under the patient's key.
+pub const QUESTIONNAIRE_ASSIGNMENTS: TreeName = TreeName::new("questionnaire_assignments");
+/// `account_id ‖ org_id` → `SealedListRowV1` (see `worklists`): the last 20
+/// records a professional opened for an organisation, sealed under their
+/// account's key. Who they looked at is theirs alone.
+pub const RECENT_RECORDS: TreeName = TreeName::new("recent_records");
+/// `account_id ‖ org_id` → `SealedListRowV1`: a professional's worklists in an
+/// organisation (ids and names), sealed under their account's key. Every
+/// change of names goes through this one row, so names stay unique.
+pub const WORKLIST_NAMES: TreeName = TreeName::new("worklist_names");
+/// `account_id ‖ org_id ‖ worklist_id` → `SealedListRowV1`: the people on one
+/// worklist, sealed under the professional's account key.
+pub const WORKLISTS: TreeName = TreeName::new("worklists");
 
 /// `time (i64 BE) ‖ hash`: the key of a row that lapses at (or started at)
 /// `time`, so lapsed rows sort first and are swept by a prefix scan.

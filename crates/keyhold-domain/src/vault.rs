@@ -63,11 +63,50 @@ impl<'a> Aad<'a> {
         }
     }
 
+    /// A professional's own list in one organisation (`kind`: recently opened
+    /// records, worklist names, the people on one worklist), sealed under
+    /// their account's key. `key` is the row's store key (account ‖ org, then
+    /// the list id for a worklist), so a list moved to another professional,
+    /// organisation or list, or to another version, fails to open.
+    pub fn professional_list(
+        account: AccountId,
+        kind: ProfessionalList,
+        key: &'a [u8],
+        version: u32,
+    ) -> Self {
+        Aad {
+            owner: KeyOwner::Account(account),
+            kind: match kind {
+                ProfessionalList::RecentRecords => "recent-records",
+                ProfessionalList::WorklistNames => "worklist-names",
+                ProfessionalList::Worklist => "worklist",
+            },
+            record: key,
+            version,
+            part: 0,
+        }
+    }
+
     pub fn grant(patient: PatientId, grant: &'a GrantId, version: u32) -> Self {
         Aad {
             owner: KeyOwner::Patient(patient),
             kind: "grant",
             record: grant.as_bytes(),
+            version,
+            part: 0,
+        }
+    }
+
+    /// A questionnaire sent to the patient (which one, from whom, its state).
+    pub fn questionnaire_assignment(
+        patient: PatientId,
+        id: &'a crate::assignments::AssignmentId,
+        version: u32,
+    ) -> Self {
+        Aad {
+            owner: KeyOwner::Patient(patient),
+            kind: "questionnaire-assignment",
+            record: id.as_bytes(),
             version,
             part: 0,
         }
@@ -136,6 +175,14 @@ impl<'a> Aad<'a> {
             part: index,
         }
     }
+}
+
+/// Which of a professional's lists a sealed value is (see [`Aad::professional_list`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProfessionalList {
+    RecentRecords,
+    WorklistNames,
+    Worklist,
 }
 
 impl Aad<'_> {

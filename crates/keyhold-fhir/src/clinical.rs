@@ -230,6 +230,7 @@ mod tests {
             },
             details: "Rash".into(),
             recorded_at: datetime!(2024-03-14 10:00 UTC),
+            contact: None,
         }
     }
 

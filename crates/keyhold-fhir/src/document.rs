@@ -26,7 +26,7 @@ pub fn document_reference(patient: PatientId, d: &DocumentMeta) -> Value {
         "id": id,
         "meta": { "tag": [{ "system": CATEGORY_SYSTEM, "code": d.category.slug(), "display": d.category.label() }] },
         "status": "current",
-        "type": { "text": d.file_type.label() },
+        "type": { "text": d.kind.label() },
         "subject": reference(patient),
         "date": uploaded,
         "author": [recorder(&d.source)],
@@ -65,6 +65,7 @@ mod tests {
     fn meta() -> DocumentMeta {
         DocumentMeta {
             id: DocumentId::new_random(),
+            kind: keyhold_domain::DocumentKind::Letter,
             title: "Discharge summary".into(),
             filename: "discharge-summary.pdf".into(),
             file_type: FileType::Pdf,

@@ -106,6 +106,7 @@ mod tests {
             source: Source::PatientEntered,
             details: "First <para>\n\nSecond & last".into(),
             recorded_at: datetime!(2024-03-14 10:00 UTC),
+            contact: None,
         }
     }
 

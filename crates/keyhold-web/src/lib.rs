@@ -4,6 +4,7 @@
 //! input into domain types, call a `Keyhold` service with the signed-in
 //! principal, and render what it returns.
 
+mod chart;
 mod cookies;
 mod csrf;
 mod error;

@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use keyhold_domain::policy::Basis;
-use keyhold_domain::{Capabilities, Demographics, FieldError, Standing};
+use keyhold_domain::{Capabilities, Demographics, FieldError, PatientId, Standing};
 use serde::Serialize;
 use tera::{Context, Tera};
 use time::{Date, OffsetDateTime};
@@ -201,14 +201,35 @@ pub struct Banner {
     date_of_death: Option<String>,
     age_at_death: Option<u32>,
     sensitive: bool,
+    /// A sensitive record seen by anyone but the patient: contact and
+    /// location details are not shown (the domain has already removed them).
+    withheld: bool,
+    /// Contact and location details.
+    address: String,
+    phones: Vec<String>,
+    email: String,
+    gp_practice: String,
+    /// The "More" panel: other names and identifiers.
+    aliases: Vec<String>,
+    record_id: String,
 }
 
-/// The banner on every page of a record: whose record this is.
-pub fn banner(d: &Demographics, today: Date) -> Banner {
+/// The banner on every page of a record: whose record this is. Name, birth,
+/// age and gender, then how to reach them and their GP practice; the NHS
+/// number on the right; other identifiers under "More".
+pub fn banner(patient: PatientId, d: &Demographics, today: Date, own: bool) -> Banner {
     let name = match d.full_name() {
         n if n.is_empty() => "Name not recorded".to_string(),
         n => n,
     };
+    let address = d
+        .address_lines
+        .iter()
+        .chain(std::iter::once(&d.postcode))
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
     Banner {
         name,
         date_of_birth: d
@@ -229,6 +250,13 @@ pub fn banner(d: &Demographics, today: Date) -> Banner {
         date_of_death: d.date_of_death.map(long_date),
         age_at_death: d.date_of_death.and_then(|dd| d.age_on(dd)),
         sensitive: d.sensitive,
+        withheld: d.sensitive && !own,
+        address,
+        phones: d.phones.clone(),
+        email: d.email.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+        gp_practice: d.gp_practice.clone(),
+        aliases: d.aliases.clone(),
+        record_id: patient.to_string(),
     }
 }
 
@@ -251,6 +279,8 @@ pub struct Viewing {
     /// Whose record it is (the banner's name).
     name: String,
     org: Option<String>,
+    /// The organisation the viewer reads for (links to its worklists).
+    org_id: Option<String>,
     until: Option<String>,
     can: Capabilities,
 }
@@ -264,7 +294,12 @@ pub fn record_context(
     standing: &Standing,
 ) -> Context {
     let mut ctx = Context::new();
-    let banner = banner(d, state.core.today());
+    let banner = banner(
+        subject.patient,
+        d,
+        state.core.today(),
+        matches!(standing.basis, Basis::Owner),
+    );
     let kind = match standing.basis {
         Basis::Owner => "own",
         Basis::Carer { .. } => "carer",
@@ -278,6 +313,7 @@ pub fn record_context(
             kind,
             name: banner.name.clone(),
             org: standing.org_name.clone(),
+            org_id: standing.basis.org().map(|o| o.to_string()),
             until: standing.emergency_until.map(|t| {
                 format!(
                     "{:02}:{:02} on {}",

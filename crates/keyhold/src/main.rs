@@ -593,6 +593,10 @@ fn serve(
     };
     let rt = runtime()?;
     rt.block_on(async move {
+        let indexed = core.index_grants_by_org().await?;
+        if indexed > 0 {
+            tracing::info!(indexed, "indexed organisation grants for person search");
+        }
         let accounts = if demo && core.is_empty()? {
             Some(core.seed_demo().await?)
         } else {

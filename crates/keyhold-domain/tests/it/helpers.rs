@@ -176,6 +176,7 @@ pub fn pdf(len: usize) -> Vec<u8> {
 pub fn new_document(title: &str, bytes: Vec<u8>) -> NewDocument {
     NewDocument {
         title: title.to_string(),
+        kind: keyhold_domain::DocumentKind::Letter,
         category: Category::General,
         filename: format!("{title}.pdf"),
         bytes,

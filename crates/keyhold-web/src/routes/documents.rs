@@ -9,8 +9,13 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, LOCA
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use keyhold_domain::{Category, DocumentId, DocumentReader, DomainError, FieldError, NewDocument};
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use keyhold_domain::{
+    Category, DocumentId, DocumentKind, DocumentMeta, DocumentReader, DomainError, FieldError,
+    NewDocument, Source,
+};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -27,11 +32,143 @@ pub fn upload_body_cap(max_file: usize) -> usize {
     max_file.saturating_mul(2).saturating_add(1024 * 1024)
 }
 
+/// The list's query: a notice after an upload, a search, and an order.
 #[derive(Deserialize, Default)]
-pub struct Uploaded {
+pub struct ListQuery {
     uploaded: Option<String>,
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    sort: String,
 }
 
+/// How the documents in each branch of the tree are ordered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    Newest,
+    Oldest,
+    Title,
+}
+
+impl Sort {
+    fn parse(s: &str) -> Self {
+        match s {
+            "oldest" => Sort::Oldest,
+            "title" => Sort::Title,
+            _ => Sort::Newest,
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Sort::Newest => "newest",
+            Sort::Oldest => "oldest",
+            Sort::Title => "title",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DocRow {
+    id: String,
+    title: String,
+    filename: String,
+    size_display: String,
+    type_label: &'static str,
+    kind_label: &'static str,
+    uploaded_at: String,
+    category_label: &'static str,
+    source: String,
+}
+
+/// One heading (a kind of document) under an organisation.
+#[derive(Serialize)]
+struct Heading {
+    label: &'static str,
+    documents: Vec<DocRow>,
+}
+
+/// One organisation (or "Patient entered") and its headings.
+#[derive(Serialize)]
+struct Branch {
+    source: String,
+    count: usize,
+    headings: Vec<Heading>,
+}
+
+/// Whether every word searched for is in the title, the file name, the kind
+/// or where it came from (case-insensitive).
+fn matches_search(m: &DocumentMeta, q: &str) -> bool {
+    let hay = format!(
+        "{} {} {} {}",
+        m.title,
+        m.filename,
+        m.kind.label(),
+        m.source.label()
+    )
+    .to_lowercase();
+    q.split_whitespace()
+        .all(|w| hay.contains(&w.to_lowercase()))
+}
+
+/// The documents as a tree: organisations by name (what the patient entered
+/// last), then kinds of document in their fixed order, then documents in
+/// the chosen order.
+fn tree(docs: &[DocumentMeta], sort: Sort) -> Vec<Branch> {
+    let mut by_source: BTreeMap<(bool, String), BTreeMap<DocumentKind, Vec<&DocumentMeta>>> =
+        BTreeMap::new();
+    for d in docs {
+        let key = (matches!(d.source, Source::PatientEntered), d.source.label());
+        by_source
+            .entry(key)
+            .or_default()
+            .entry(d.kind)
+            .or_default()
+            .push(d);
+    }
+    by_source
+        .into_iter()
+        .map(|((_, source), kinds)| {
+            let mut count = 0;
+            let headings = kinds
+                .into_iter()
+                .map(|(kind, mut list)| {
+                    match sort {
+                        Sort::Newest => list.sort_by_key(|d| std::cmp::Reverse(d.uploaded_at)),
+                        Sort::Oldest => list.sort_by_key(|d| d.uploaded_at),
+                        Sort::Title => list.sort_by_key(|d| d.title.to_lowercase()),
+                    }
+                    count += list.len();
+                    Heading {
+                        label: kind.heading(),
+                        documents: list.into_iter().map(row).collect(),
+                    }
+                })
+                .collect();
+            Branch {
+                source,
+                count,
+                headings,
+            }
+        })
+        .collect()
+}
+
+fn row(m: &DocumentMeta) -> DocRow {
+    DocRow {
+        id: m.id.to_string(),
+        title: m.title.clone(),
+        filename: m.filename.clone(),
+        size_display: size_display(m.size),
+        type_label: m.file_type.label(),
+        kind_label: m.kind.label(),
+        uploaded_at: date_time(m.uploaded_at),
+        category_label: m.category.label(),
+        source: m.source.label(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn page(
     state: &AppState,
     p: &Subject,
@@ -39,31 +176,33 @@ async fn page(
     values: serde_json::Value,
     errors: &[FieldError],
     notice: Option<&str>,
+    q: &str,
+    sort: Sort,
 ) -> Result<Response, WebError> {
     let docs = state.core.documents(&p.principal, p.patient).await?;
     let header = state.core.header(&p.principal, p.patient).await?;
-    let rows: Vec<_> = docs
+    let q = q.trim();
+    let shown: Vec<DocumentMeta> = docs
         .iter()
-        .map(|m| {
-            serde_json::json!({
-                "id": m.id.to_string(),
-                "title": m.title,
-                "filename": m.filename,
-                "size_display": size_display(m.size),
-                "type_label": m.file_type.label(),
-                "uploaded_at": date_time(m.uploaded_at),
-                "category_label": m.category.label(),
-                "source": m.source.label(),
-            })
-        })
+        .filter(|m| matches_search(m, q))
+        .cloned()
         .collect();
     let categories: Vec<_> = Category::ALL
         .into_iter()
         .map(|c| serde_json::json!({ "value": c.slug(), "label": c.label(), "hint": c.hint() }))
         .collect();
+    let kinds: Vec<_> = DocumentKind::ALL
+        .into_iter()
+        .map(|k| serde_json::json!({ "value": k.slug(), "label": k.label() }))
+        .collect();
     let mut ctx = record_context(state, p, &header.demographics, &header.standing);
-    ctx.insert("documents", &rows);
+    ctx.insert("total", &docs.len());
+    ctx.insert("shown", &shown.len());
+    ctx.insert("tree", &tree(&shown, sort));
+    ctx.insert("q", q);
+    ctx.insert("sort", sort.slug());
     ctx.insert("categories", &categories);
+    ctx.insert("kinds", &kinds);
     ctx.insert("values", &values);
     ctx.insert(
         "max_upload_display",
@@ -86,10 +225,14 @@ async fn page(
     )
 }
 
+fn upload_values(title: &str, kind: &str, category: &str) -> serde_json::Value {
+    serde_json::json!({ "title": title, "kind": kind, "category": category })
+}
+
 pub async fn list(
     State(state): State<AppState>,
     p: Subject,
-    axum::extract::Query(q): axum::extract::Query<Uploaded>,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
 ) -> Result<Response, WebError> {
     let notice = q
         .uploaded
@@ -99,9 +242,11 @@ pub async fn list(
         &state,
         &p,
         StatusCode::OK,
-        serde_json::json!({ "category": "general" }),
+        upload_values("", "", "general"),
         &[],
         notice,
+        &q.q,
+        Sort::parse(&q.sort),
     )
     .await
 }
@@ -121,8 +266,13 @@ pub async fn upload(
 ) -> Result<Response, WebError> {
     let limit = state.core.settings().max_upload_bytes;
     let mut csrf_ok = false;
-    let (mut title, mut category, mut filename, mut bytes) =
-        (String::new(), String::new(), String::new(), Vec::new());
+    let (mut title, mut kind, mut category, mut filename, mut bytes) = (
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        Vec::new(),
+    );
     let mut too_large = false;
     while let Some(mut field) = multipart
         .next_field()
@@ -143,6 +293,7 @@ pub async fn upload(
         match name.as_str() {
             "title" => title = field.text().await.map_err(|e| multipart_error(e, limit))?,
             "category" => category = field.text().await.map_err(|e| multipart_error(e, limit))?,
+            "kind" => kind = field.text().await.map_err(|e| multipart_error(e, limit))?,
             "file" => {
                 filename = field.file_name().unwrap_or("").to_string();
                 while let Some(chunk) =
@@ -165,12 +316,28 @@ pub async fn upload(
     if too_large {
         return Err(WebError::TooLarge { limit });
     }
-    let values = serde_json::json!({ "title": title, "category": category });
-    let Some(category) = Category::parse(&category) else {
-        let errors = [FieldError::new(
+    let values = upload_values(&title, &kind, &category);
+    let mut errors = Vec::new();
+    // Not choosing a kind files it under "Other documents".
+    let parsed_kind = if kind.trim().is_empty() {
+        Some(DocumentKind::Other)
+    } else {
+        DocumentKind::parse(&kind)
+    };
+    if parsed_kind.is_none() {
+        errors.push(FieldError::new(
+            "kind",
+            "Select what kind of document this is",
+        ));
+    }
+    let parsed_category = Category::parse(&category);
+    if parsed_category.is_none() {
+        errors.push(FieldError::new(
             "category",
             "Select who this document is for",
-        )];
+        ));
+    }
+    let (Some(kind), Some(category)) = (parsed_kind, parsed_category) else {
         return page(
             &state,
             &p,
@@ -178,11 +345,14 @@ pub async fn upload(
             values,
             &errors,
             None,
+            "",
+            Sort::Newest,
         )
         .await;
     };
     let new = NewDocument {
         title,
+        kind,
         category,
         filename,
         bytes,
@@ -205,6 +375,8 @@ pub async fn upload(
                 values,
                 &errors,
                 None,
+                "",
+                Sort::Newest,
             )
             .await
         }

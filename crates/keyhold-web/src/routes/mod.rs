@@ -3,19 +3,23 @@
 mod access;
 mod account;
 mod auth;
+mod care_network;
 mod documents;
 mod export;
 pub(crate) mod fhir;
 mod invitations;
+mod medicines;
 mod nhs_login;
 mod orgs;
 mod password;
 mod people;
+mod questionnaires;
 mod record;
 mod sharing;
 mod system;
 mod terms;
 mod two_factor;
+mod worklists;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
@@ -49,6 +53,11 @@ fn record_routes(upload_cap: usize, state: &AppState) -> Router<AppState> {
         .merge(sharing)
         .route("/", get(record::overview))
         .route("/demographics", get(record::demographics))
+        .route("/medicines", get(medicines::page))
+        .route(
+            "/care-network",
+            get(care_network::show).post(care_network::add),
+        )
         .route("/entries/new", get(record::new_entry_page))
         .route("/entries", post(record::create_entry))
         .route("/entries/{id}", get(record::entry))
@@ -62,6 +71,14 @@ fn record_routes(upload_cap: usize, state: &AppState) -> Router<AppState> {
         .route("/export", get(export::export_page).post(export::export))
         .route("/documents/{id}", get(documents::download))
         .route("/access", get(access::log))
+        .route(
+            "/questionnaires",
+            get(questionnaires::list).post(questionnaires::assign),
+        )
+        .route(
+            "/questionnaires/{id}",
+            get(questionnaires::show).post(questionnaires::complete),
+        )
 }
 
 pub fn router(state: AppState) -> Router {
@@ -126,6 +143,7 @@ pub fn router(state: AppState) -> Router {
             get(invitations::show).post(invitations::accept),
         )
         .merge(orgs::routes())
+        .merge(worklists::routes())
         .nest("/fhir/R4", fhir::routes())
         .route("/healthz", get(system::healthz))
         .route("/assets/{file}", get(system::asset))

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use keyhold_domain::consent::{LegalBasis, StaffRole};
 use keyhold_domain::policy::Principal;
+use keyhold_domain::search::{PersonQuery, SearchOutcome};
 use keyhold_domain::{
     AccountId, DomainError, Email, FieldError, Keyhold, NhsNumber, OrgId, PatientId, ProxyRequest,
 };
@@ -19,7 +20,8 @@ use tera::Context;
 
 use crate::error::WebError;
 use crate::extract::{csrf_field, param, CsrfOnly, Params, SignedIn, Submitted, Viewer};
-use crate::pages::{date_time, insert_errors, render, see_other};
+use crate::pages::{date_time, insert_errors, long_date, render, see_other};
+use crate::routes::record::parse_date;
 use crate::routes::terms::TermsForm;
 use crate::AppState;
 
@@ -159,13 +161,113 @@ pub async fn list(State(state): State<AppState>, s: SignedIn) -> Result<Response
     )
 }
 
-/// The lookup form as typed.
+/// The person search as typed: by NHS number (with an optional date of
+/// birth), or by name and date of birth. `by` says which form was sent.
 #[derive(Deserialize, Serialize, Default)]
 pub struct FindForm {
     #[serde(default, skip_serializing)]
     csrf_token: String,
+    #[serde(default)]
+    by: String,
     #[serde(default, rename = "nhs-number")]
     nhs_number: String,
+    #[serde(default, rename = "nhs-dob-day")]
+    nhs_dob_day: String,
+    #[serde(default, rename = "nhs-dob-month")]
+    nhs_dob_month: String,
+    #[serde(default, rename = "nhs-dob-year")]
+    nhs_dob_year: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default, rename = "dob-day")]
+    dob_day: String,
+    #[serde(default, rename = "dob-month")]
+    dob_month: String,
+    #[serde(default, rename = "dob-year")]
+    dob_year: String,
+}
+
+impl FindForm {
+    /// The query, or the errors to show beside the fields.
+    fn parse(&self) -> Result<PersonQuery, Vec<FieldError>> {
+        let blank = |d: &str, m: &str, y: &str| {
+            d.trim().is_empty() && m.trim().is_empty() && y.trim().is_empty()
+        };
+        if self.by == "name" {
+            let mut errors = Vec::new();
+            if self.name.trim().is_empty() {
+                errors.push(FieldError::new("name", "Enter a name"));
+            } else if self.name.chars().count() > 100 {
+                errors.push(FieldError::new(
+                    "name",
+                    "Name must be 100 characters or fewer",
+                ));
+            }
+            let dob = parse_date("dob-day", &self.dob_day, &self.dob_month, &self.dob_year)
+                .map_err(|e| {
+                    errors.push(FieldError::new(
+                        "dob-day",
+                        if e.message == "Enter the date" {
+                            "Enter their date of birth".to_string()
+                        } else {
+                            e.message
+                        },
+                    ))
+                })
+                .ok();
+            return match dob {
+                Some(date_of_birth) if errors.is_empty() => Ok(PersonQuery::Name {
+                    name: self.name.trim().to_string(),
+                    date_of_birth,
+                }),
+                _ => Err(errors),
+            };
+        }
+        let mut errors = Vec::new();
+        let nhs = NhsNumber::parse(&self.nhs_number)
+            .map_err(|e| errors.push(FieldError::new("nhs-number", e.to_string())))
+            .ok();
+        let dob = if blank(&self.nhs_dob_day, &self.nhs_dob_month, &self.nhs_dob_year) {
+            None
+        } else {
+            parse_date(
+                "nhs-dob-day",
+                &self.nhs_dob_day,
+                &self.nhs_dob_month,
+                &self.nhs_dob_year,
+            )
+            .map_err(|e| errors.push(e))
+            .ok()
+        };
+        match nhs {
+            Some(nhs) if errors.is_empty() => Ok(PersonQuery::NhsNumber {
+                nhs,
+                date_of_birth: dob,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// One person in the search results, as the page shows them.
+#[derive(Serialize)]
+struct PersonRow {
+    id: String,
+    name: String,
+    nhs_number: String,
+    date_of_birth: String,
+    gender: &'static str,
+    sensitive: bool,
+    deceased: bool,
+    postcode: String,
+}
+
+/// What the results part of the home page shows after a search.
+#[derive(Serialize)]
+struct Results {
+    people: Vec<PersonRow>,
+    more: bool,
+    by_name: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -178,6 +280,7 @@ fn home_page(
     form: &FindForm,
     errors: &[FieldError],
     done: Option<&str>,
+    results: Option<Results>,
 ) -> Result<Response, WebError> {
     let role = role_in(p, org)?;
     let (mut ctx, name) = named_org_context(state, org)?;
@@ -185,6 +288,10 @@ fn home_page(
     ctx.insert("clinical", &role.is_clinical());
     ctx.insert("admin", &(role == StaffRole::Administrator));
     ctx.insert("values", form);
+    ctx.insert("by", if form.by == "name" { "name" } else { "nhs" });
+    if let Some(r) = results {
+        ctx.insert("results", &r);
+    }
     insert_errors(&mut ctx, errors);
     if let Some(n) = notice(done) {
         ctx.insert("notice", n);
@@ -208,6 +315,7 @@ pub async fn home(
         &FindForm::default(),
         &[],
         q.done.as_deref(),
+        None,
     )
 }
 
@@ -257,45 +365,72 @@ pub async fn find(
     if !role_in(&p, org)?.is_clinical() {
         return Err(WebError::NotFound);
     }
-    let invalid = |errors: Vec<FieldError>| {
+    let page = |status, errors: &[FieldError], results| {
         home_page(
-            &state,
-            &s.viewer,
-            &p,
-            org,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &s.form,
-            &errors,
-            None,
+            &state, &s.viewer, &p, org, status, &s.form, errors, None, results,
         )
     };
-    let nhs = match NhsNumber::parse(&s.form.nhs_number) {
-        Ok(n) => n,
-        Err(e) => return invalid(vec![FieldError::new("nhs-number", e.to_string())]),
+    let query = match s.form.parse() {
+        Ok(q) => q,
+        Err(errors) => return page(StatusCode::UNPROCESSABLE_ENTITY, &errors, None),
     };
-    let patient = match state.core.find_patient(&p, &nhs).await {
-        Ok(patient) => patient,
-        Err(DomainError::NotFound) => {
-            return invalid(vec![FieldError::new(
+    match state.core.search_people(&p, org, &query).await? {
+        SearchOutcome::NoRecord => page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &[FieldError::new(
                 "nhs-number",
                 "No Keyhold record has this NHS number",
-            )])
+            )],
+            None,
+        ),
+        SearchOutcome::NotShared { patient } => {
+            let nhs = match query {
+                PersonQuery::NhsNumber { nhs, .. } => Some(nhs),
+                PersonQuery::Name { .. } => None,
+            };
+            break_glass_page(
+                &state,
+                &s.viewer,
+                org,
+                StatusCode::OK,
+                patient,
+                nhs,
+                "",
+                &[],
+            )
         }
-        Err(e) => return Err(e.into()),
-    };
-    if state.core.may_read(&p, patient)? {
-        return see_other(&format!("/people/{patient}/record"));
+        SearchOutcome::Found { people, more } => {
+            let today = state.core.today();
+            let people = people
+                .into_iter()
+                .map(|m| PersonRow {
+                    id: m.patient.to_string(),
+                    name: m.name,
+                    nhs_number: m
+                        .nhs_number
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "Not recorded".into()),
+                    date_of_birth: m
+                        .date_of_birth
+                        .map(long_date)
+                        .unwrap_or_else(|| "Not recorded".into()),
+                    gender: m.gender.label(),
+                    sensitive: m.sensitive,
+                    deceased: m.date_of_death.is_some_and(|d| d <= today),
+                    postcode: m.postcode,
+                })
+                .collect();
+            page(
+                StatusCode::OK,
+                &[],
+                Some(Results {
+                    people,
+                    more,
+                    by_name: matches!(query, PersonQuery::Name { .. }),
+                }),
+            )
+        }
     }
-    break_glass_page(
-        &state,
-        &s.viewer,
-        org,
-        StatusCode::OK,
-        patient,
-        Some(nhs),
-        "",
-        &[],
-    )
 }
 
 #[derive(Deserialize, Default)]

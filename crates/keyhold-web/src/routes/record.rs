@@ -4,7 +4,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use keyhold_domain::{
-    Category, Demographics, DomainError, Entry, EntryId, EntryKind, FieldError, NewEntry,
+    Category, Demographics, DocumentMeta, DomainError, Entry, EntryId, EntryKind, FieldError,
+    NewEntry,
 };
 use serde::{Deserialize, Serialize};
 use tera::Context;
@@ -19,7 +20,8 @@ csrf_field!(EntryForm);
 
 #[derive(Serialize)]
 struct Row {
-    id: String,
+    /// Where the row links to, inside the record.
+    href: String,
     title: String,
     date: String,
     category_label: &'static str,
@@ -32,6 +34,109 @@ struct Section {
     label: &'static str,
     empty_text: String,
     entries: Vec<Row>,
+}
+
+/// The summary's query: a date range, the density, and whether the cards
+/// start open. Everything is in the URL, so it works without JavaScript and
+/// "Reload" keeps the view.
+#[derive(Deserialize, Serialize, Default, Clone)]
+pub struct SummaryQuery {
+    #[serde(default, rename = "from-day")]
+    from_day: String,
+    #[serde(default, rename = "from-month")]
+    from_month: String,
+    #[serde(default, rename = "from-year")]
+    from_year: String,
+    #[serde(default, rename = "to-day")]
+    to_day: String,
+    #[serde(default, rename = "to-month")]
+    to_month: String,
+    #[serde(default, rename = "to-year")]
+    to_year: String,
+    #[serde(default)]
+    view: String,
+    #[serde(default)]
+    cards: String,
+    #[serde(default)]
+    done: String,
+}
+
+/// A date range, each end optional and inclusive.
+#[derive(Clone, Copy, Default)]
+struct Range {
+    from: Option<Date>,
+    to: Option<Date>,
+}
+
+impl Range {
+    fn holds(&self, d: Date) -> bool {
+        self.from.is_none_or(|f| d >= f) && self.to.is_none_or(|t| d <= t)
+    }
+}
+
+impl SummaryQuery {
+    fn range(&self) -> Result<Range, Vec<FieldError>> {
+        let blank = |a: &str, b: &str, c: &str| {
+            a.trim().is_empty() && b.trim().is_empty() && c.trim().is_empty()
+        };
+        let mut errors = Vec::new();
+        let mut end = |field, d: &str, m: &str, y: &str| {
+            if blank(d, m, y) {
+                None
+            } else {
+                parse_date(field, d, m, y).map_err(|e| errors.push(e)).ok()
+            }
+        };
+        let from = end(
+            "from-day",
+            &self.from_day,
+            &self.from_month,
+            &self.from_year,
+        );
+        let to = end("to-day", &self.to_day, &self.to_month, &self.to_year);
+        if let (Some(f), Some(t)) = (from, to) {
+            if t < f {
+                errors.push(FieldError::new(
+                    "to-day",
+                    "The end date must be the same as or after the start date",
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(Range { from, to })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// This page's URL with `change` applied to a copy of the query.
+    fn link(&self, base: &str, change: impl FnOnce(&mut SummaryQuery)) -> String {
+        let mut q = SummaryQuery {
+            done: String::new(),
+            ..self.clone()
+        };
+        change(&mut q);
+        let pairs: Vec<(&str, &str)> = [
+            ("from-day", q.from_day.as_str()),
+            ("from-month", q.from_month.as_str()),
+            ("from-year", q.from_year.as_str()),
+            ("to-day", q.to_day.as_str()),
+            ("to-month", q.to_month.as_str()),
+            ("to-year", q.to_year.as_str()),
+            ("view", q.view.as_str()),
+            ("cards", q.cards.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .collect();
+        if pairs.is_empty() {
+            return base.to_string();
+        }
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs.iter().map(|(k, v)| (k, v.trim())))
+            .finish();
+        format!("{base}?{query}")
+    }
 }
 
 /// "Your …" on one's own record, "Name's …" on anyone else's.
@@ -49,11 +154,21 @@ pub fn whose(p: &Subject, d: &Demographics, own: &str, other: &str) -> String {
     }
 }
 
-pub async fn overview(State(state): State<AppState>, p: Subject) -> Result<Response, WebError> {
-    let view = state.core.record(&p.principal, p.patient).await?;
-    let today = state.core.today();
-    let row = |e: &Entry| Row {
-        id: e.id.to_string(),
+/// The cards of the summary, in the order a clinician reads them: what is
+/// coming up, what happened, documents, medicines, allergies, then the rest.
+/// Every card is there even when it is empty, so "none" is never mistaken
+/// for "not shown".
+fn sections(
+    p: &Subject,
+    entries: &[Entry],
+    documents: &[DocumentMeta],
+    range: Range,
+    today: Date,
+) -> Vec<Section> {
+    let own = p.principal.own_patient == Some(p.patient);
+    let visible: Vec<&Entry> = entries.iter().filter(|e| range.holds(e.date)).collect();
+    let row = |e: &&Entry| Row {
+        href: p.at(&format!("/entries/{}", e.id)),
         title: e.title.clone(),
         date: long_date(e.date),
         category_label: e.category.label(),
@@ -63,47 +178,129 @@ pub async fn overview(State(state): State<AppState>, p: Subject) -> Result<Respo
         |kind: &'static str, label: &'static str, keep: &dyn Fn(&Entry) -> bool| Section {
             kind,
             label,
-            empty_text: format!("No {} recorded.", label.to_lowercase()),
-            entries: view.entries.iter().filter(|e| keep(e)).map(row).collect(),
+            empty_text: if range.from.is_some() || range.to.is_some() {
+                format!("No {} in these dates.", label.to_lowercase())
+            } else {
+                format!("No {} recorded.", label.to_lowercase())
+            },
+            entries: visible.iter().filter(|e| keep(e)).map(row).collect(),
         };
-    // Appointments split by today's date: what is coming up matters most, and
-    // comes soonest first.
+    // Upcoming appointments come soonest first; everything else newest first.
     let mut upcoming = section("appointment_upcoming", "Upcoming appointments", &|e| {
         e.kind == EntryKind::Appointment && e.date >= today
     });
     upcoming.entries.reverse();
-    let mut sections = vec![upcoming];
-    for kind in EntryKind::ALL {
-        if kind == EntryKind::Appointment {
-            sections.push(section("appointment_past", "Past appointments", &|e| {
-                e.kind == EntryKind::Appointment && e.date < today
-            }));
+    let events = section("events", "Events and past appointments", &|e| {
+        e.kind == EntryKind::Encounter || (e.kind == EntryKind::Appointment && e.date < today)
+    });
+    let docs = Section {
+        kind: "documents",
+        label: "Documents",
+        empty_text: if range.from.is_some() || range.to.is_some() {
+            "No documents in these dates.".into()
         } else {
-            sections.push(section(kind.slug(), kind.heading(), &|e| e.kind == kind));
-        }
+            "No documents.".into()
+        },
+        entries: documents
+            .iter()
+            .filter(|d| range.holds(d.uploaded_at.date()))
+            .map(|d| Row {
+                href: p.at(&format!("/documents/{}", d.id)),
+                title: d.title.clone(),
+                date: long_date(d.uploaded_at.date()),
+                category_label: d.category.label(),
+                source: d.source.label(),
+            })
+            .collect(),
+    };
+    let mut out = vec![upcoming, events, docs];
+    for kind in [
+        EntryKind::Medication,
+        EntryKind::Allergy,
+        EntryKind::Condition,
+        EntryKind::Immunisation,
+        EntryKind::CarePlan,
+        EntryKind::CareContact,
+        EntryKind::QuestionnaireResponse,
+        EntryKind::Note,
+    ] {
+        let label = if kind == EntryKind::Note && !own {
+            "Notes"
+        } else {
+            kind.heading()
+        };
+        out.push(section(kind.slug(), label, &|e| e.kind == kind));
     }
+    out
+}
+
+pub async fn overview(
+    State(state): State<AppState>,
+    p: Subject,
+    Query(q): Query<SummaryQuery>,
+) -> Result<Response, WebError> {
+    let (range, errors) = match q.range() {
+        Ok(r) => (r, Vec::new()),
+        Err(e) => (Range::default(), e),
+    };
+    let view = state.core.record(&p.principal, p.patient).await?;
+    let documents = state.core.documents(&p.principal, p.patient).await?;
+    let today = state.core.today();
     let mut ctx = record_context(&state, &p, &view.demographics, &view.standing);
-    ctx.insert("sections", &sections);
+    ctx.insert(
+        "sections",
+        &sections(&p, &view.entries, &documents, range, today),
+    );
+    ctx.insert("filters", &q);
+    ctx.insert("filtered", &(range.from.is_some() || range.to.is_some()));
+    let compact = q.view == "compact";
+    let closed = q.cards == "closed";
+    ctx.insert("compact", &compact);
+    ctx.insert("closed", &closed);
+    let base = p.base.clone();
+    ctx.insert(
+        "links",
+        &serde_json::json!({
+            "expand": q.link(&base, |q| q.cards = String::new()),
+            "collapse": q.link(&base, |q| q.cards = "closed".into()),
+            "compact": q.link(&base, |q| q.view = "compact".into()),
+            "comfortable": q.link(&base, |q| q.view = String::new()),
+            "reload": q.link(&base, |_| {}),
+            "clear": q.link(&base, |q| {
+                q.from_day.clear();
+                q.from_month.clear();
+                q.from_year.clear();
+                q.to_day.clear();
+                q.to_month.clear();
+                q.to_year.clear();
+            }),
+        }),
+    );
+    if let Some(n) = match q.done.as_str() {
+        "worklist" => Some("Added to your worklist."),
+        _ => None,
+    } {
+        ctx.insert("notice", n);
+    }
     if !matches!(view.basis, keyhold_domain::policy::Basis::Owner) {
         ctx.insert(
             "hidden_note",
             "You see only the parts of this record that are shared with you. Other entries are not listed.",
         );
     }
+    insert_errors(&mut ctx, &errors);
     let title = whose(
         &p,
         &view.demographics,
         "Your health record",
         "health record",
     );
-    render(
-        &state,
-        &p.viewer,
-        StatusCode::OK,
-        "record.html",
-        &title,
-        ctx,
-    )
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    render(&state, &p.viewer, status, "record.html", &title, ctx)
 }
 
 fn or_not_recorded(s: &str) -> String {
@@ -350,6 +547,16 @@ pub async fn entry(
             "source": e.source.label(),
             "details": e.details,
             "recorded_at": date_time(e.recorded_at),
+            "contact": e.contact.as_ref().map(|c| serde_json::json!({
+                "role_key": match c.kind {
+                    keyhold_domain::ContactKind::Professional => "Role",
+                    keyhold_domain::ContactKind::Personal => "Relationship",
+                },
+                "role": c.role,
+                "organisation": c.organisation,
+                "phone": c.phone,
+                "email": c.email.as_ref().map(|m| m.to_string()),
+            })),
         }),
     );
     render(
