@@ -9,7 +9,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use keyhold_domain::consent::Permissions;
-use keyhold_domain::policy::Principal;
 use keyhold_domain::trees::{ENTRIES, FEED_IDENTIFIERS};
 use keyhold_domain::{
     Category, Demographics, Email, EntryKind, GrantTerms, IdentityLevel, NewGrantee, NhsNumber,
@@ -22,7 +21,9 @@ use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use time::Duration;
 
-use crate::helpers::{bare_client, csrf_token, post_form, signed_in, spawn_app, TestApp, PASSWORD};
+use crate::helpers::{
+    bare_client, csrf_token, post_form, principal_of, signed_in, spawn_app, TestApp, PASSWORD,
+};
 
 const NHS_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
 const IDS: &str = "https://riverside.example/ids";
@@ -120,11 +121,6 @@ async fn post_bundle(
     let status = resp.status();
     let text = resp.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn principal_of(app: &TestApp, email: &str) -> Principal {
-    let signed = app.core.sign_in(email, PASSWORD, None).await.unwrap();
-    app.core.session(&signed.token).await.unwrap().unwrap()
 }
 
 /// Riverside, its administrator signed in, and one registered system.

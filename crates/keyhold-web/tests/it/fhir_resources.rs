@@ -6,7 +6,6 @@
 
 use base64::Engine;
 use keyhold_domain::consent::Permissions;
-use keyhold_domain::policy::Principal;
 use keyhold_domain::{Category, Email, EntryKind, GrantTerms, NewEntry, NewGrantee, PatientId};
 use reqwest::header::{ACCEPT, CONTENT_DISPOSITION, CONTENT_TYPE};
 use reqwest::{Client, StatusCode};
@@ -14,7 +13,7 @@ use serde_json::Value;
 use time::Duration;
 
 use crate::helpers::{
-    browser, mailed_token, pdf, sign_up_as, signed_in, spawn_app, upload, TestApp, PASSWORD,
+    browser, mailed_token, pdf, principal_of, sign_up_as, signed_in, spawn_app, upload, TestApp,
 };
 
 struct Answer {
@@ -77,14 +76,6 @@ fn assert_hidden(status: StatusCode, body: &Value, secret: &str, what: &str) {
     assert_eq!(status, StatusCode::NOT_FOUND, "{what}: {body}");
     assert_outcome(body, "not-found");
     assert!(!body.to_string().contains(secret), "{what} leaks {secret}");
-}
-
-async fn principal_of(app: &TestApp, email: &str) -> Principal {
-    app.core
-        .sign_in(email, PASSWORD, None)
-        .await
-        .unwrap()
-        .principal
 }
 
 async fn own_record(app: &TestApp, email: &str) -> PatientId {

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyhold_domain::clock::SystemClock;
+use keyhold_domain::consent::StaffRole;
 use keyhold_domain::keystore::{init_keys, load_keys};
-use keyhold_domain::{Keyhold, Settings};
+use keyhold_domain::policy::Principal;
+use keyhold_domain::{FirstAdministrator, Keyhold, NhsNumber, OrgId, Settings};
 use keyhold_storage::TreeName;
 use keyhold_web::{AppState, Application, WebConfig};
 use reqwest::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
@@ -415,4 +417,49 @@ pub async fn raw_request(addr: SocketAddr, request: String) -> (u16, String) {
     })
     .await
     .unwrap()
+}
+
+/// A valid NHS number, different for each `n`.
+pub fn nhs(n: u32) -> NhsNumber {
+    (0..100)
+        .find_map(|k| {
+            let nine = 943_476_000 + n * 100 + k;
+            let digits: Vec<u8> = nine.to_string().bytes().map(|b| b - b'0').collect();
+            NhsNumber::from_nine(digits.try_into().unwrap())
+        })
+        .unwrap()
+}
+
+/// Who `email` is, as their next request sees it (memberships included).
+pub async fn principal_of(app: &TestApp, email: &str) -> Principal {
+    let signed = app.core.sign_in(email, PASSWORD, None).await.unwrap();
+    app.core.session(&signed.token).await.unwrap().unwrap()
+}
+
+/// GETs `path` as `client`: the status and the body.
+pub async fn get(app: &TestApp, client: &Client, path: &str) -> (StatusCode, String) {
+    let resp = client.get(app.url(path)).send().await.unwrap();
+    let status = resp.status();
+    (status, resp.text().await.unwrap())
+}
+
+/// An organisation whose first administrator signed up through the pages;
+/// returns it and the administrator's browser.
+pub async fn organisation(app: &TestApp, name: &str, admin_email: &str) -> (OrgId, Client) {
+    let admin = signed_in(app, admin_email).await;
+    let (org, first) = app
+        .core
+        .create_organisation(name, admin_email)
+        .await
+        .unwrap();
+    assert!(matches!(first, FirstAdministrator::Existing(_)));
+    (org, admin)
+}
+
+/// A signed-in member of `org` with `role`.
+pub async fn member(app: &TestApp, org: OrgId, email: &str, role: StaffRole) -> Client {
+    let client = signed_in(app, email).await;
+    let account = principal_of(app, email).await.account;
+    app.core.add_member(org, account, role).await.unwrap();
+    client
 }

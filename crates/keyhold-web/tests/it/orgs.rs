@@ -3,56 +3,17 @@
 //! removal ending access at once, and staff invitations by mail.
 
 use keyhold_domain::consent::{Permissions, StaffRole};
-use keyhold_domain::policy::Principal;
 use keyhold_domain::trees::{BREAK_GLASS, GRANTS, MEMBERS, STAFF_INVITES};
 use keyhold_domain::{
-    Category, Demographics, Email, FirstAdministrator, GrantTerms, NewGrantee, NhsNumber, OrgId,
-    PatientId,
+    Category, Demographics, Email, GrantTerms, NewGrantee, NhsNumber, OrgId, PatientId,
 };
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use time::Duration;
 
 use crate::helpers::{
-    csrf_token, h1, location, post_form, signed_in, spawn_app, TestApp, PASSWORD,
+    csrf_token, get, h1, location, member, nhs, organisation, post_form, principal_of, signed_in,
+    spawn_app, TestApp, PASSWORD,
 };
-
-/// A valid NHS number, different for each `n`.
-fn nhs(n: u32) -> NhsNumber {
-    (0..100)
-        .find_map(|k| {
-            let nine = 943_476_000 + n * 100 + k;
-            let digits: Vec<u8> = nine.to_string().bytes().map(|b| b - b'0').collect();
-            NhsNumber::from_nine(digits.try_into().unwrap())
-        })
-        .unwrap()
-}
-
-/// Who `email` is, as their next request sees it (memberships included).
-async fn principal_of(app: &TestApp, email: &str) -> Principal {
-    let signed = app.core.sign_in(email, PASSWORD, None).await.unwrap();
-    app.core.session(&signed.token).await.unwrap().unwrap()
-}
-
-/// An organisation whose first administrator signed up through the pages;
-/// returns it and the administrator's browser.
-async fn organisation(app: &TestApp, name: &str, admin_email: &str) -> (OrgId, Client) {
-    let admin = signed_in(app, admin_email).await;
-    let (org, first) = app
-        .core
-        .create_organisation(name, admin_email)
-        .await
-        .unwrap();
-    assert!(matches!(first, FirstAdministrator::Existing(_)));
-    (org, admin)
-}
-
-/// A signed-in member of `org` with `role`.
-async fn member(app: &TestApp, org: OrgId, email: &str, role: StaffRole) -> Client {
-    let client = signed_in(app, email).await;
-    let account = principal_of(app, email).await.account;
-    app.core.add_member(org, account, role).await.unwrap();
-    client
-}
 
 /// A registered patient with an NHS number and an email address.
 async fn patient(app: &TestApp, number: NhsNumber, family: &str, email: &str) -> PatientId {
@@ -89,12 +50,6 @@ async fn share_with(app: &TestApp, record: PatientId, email: &str, org: OrgId) {
         )
         .await
         .unwrap();
-}
-
-async fn get(app: &TestApp, client: &Client, path: &str) -> (StatusCode, String) {
-    let resp = client.get(app.url(path)).send().await.unwrap();
-    let status = resp.status();
-    (status, resp.text().await.unwrap())
 }
 
 #[tokio::test]

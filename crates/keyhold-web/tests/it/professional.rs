@@ -5,31 +5,17 @@
 //! the organisation.
 
 use keyhold_domain::consent::{Permissions, StaffRole};
-use keyhold_domain::policy::Principal;
 use keyhold_domain::{
     Category, Demographics, EmergencyContact, FirstAdministrator, Gender, GrantTerms, NewGrantee,
-    NhsNumber, OrgId, PatientId,
+    OrgId, PatientId,
 };
 use reqwest::{Client, StatusCode};
 use time::macros::date;
 use time::Duration;
 
-use crate::helpers::{csrf_token, h1, pdf, post_form, signed_in, spawn_app, TestApp, PASSWORD};
-
-fn nhs(n: u32) -> NhsNumber {
-    (0..100)
-        .find_map(|k| {
-            let nine = 943_476_000 + n * 100 + k;
-            let digits: Vec<u8> = nine.to_string().bytes().map(|b| b - b'0').collect();
-            NhsNumber::from_nine(digits.try_into().unwrap())
-        })
-        .unwrap()
-}
-
-async fn principal_of(app: &TestApp, email: &str) -> Principal {
-    let signed = app.core.sign_in(email, PASSWORD, None).await.unwrap();
-    app.core.session(&signed.token).await.unwrap().unwrap()
-}
+use crate::helpers::{
+    csrf_token, get, h1, nhs, pdf, post_form, principal_of, signed_in, spawn_app, TestApp, PASSWORD,
+};
 
 /// An organisation with a doctor (signed in) and an administrator.
 async fn practice(app: &TestApp, name: &str, domain: &str) -> (OrgId, Client, Client) {
@@ -107,12 +93,6 @@ async fn patient(
             .unwrap();
     }
     record
-}
-
-async fn get(app: &TestApp, client: &Client, path: &str) -> (StatusCode, String) {
-    let resp = client.get(app.url(path)).send().await.unwrap();
-    let status = resp.status();
-    (status, resp.text().await.unwrap())
 }
 
 async fn search(

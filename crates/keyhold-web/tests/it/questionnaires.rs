@@ -8,7 +8,6 @@
 //! plaintext of it.
 
 use keyhold_domain::consent::{Permissions, StaffRole};
-use keyhold_domain::policy::Principal;
 use keyhold_domain::trees::{
     AUDIT, AUDIT_BY_PATIENT, ENTRIES, GRANTS, PATIENTS, QUESTIONNAIRE_ASSIGNMENTS,
 };
@@ -17,14 +16,9 @@ use reqwest::{Client, StatusCode};
 use time::Duration;
 
 use crate::helpers::{
-    browser, csrf_token, location, mailed_token, post_form, sign_up_as, signed_in, spawn_app,
-    TestApp, PASSWORD,
+    browser, csrf_token, get, location, mailed_token, post_form, principal_of, sign_up_as,
+    signed_in, spawn_app, TestApp, PASSWORD,
 };
-
-async fn principal_of(app: &TestApp, email: &str) -> Principal {
-    let signed = app.core.sign_in(email, PASSWORD, None).await.unwrap();
-    app.core.session(&signed.token).await.unwrap().unwrap()
-}
 
 /// A link to `path` as mail carries it.
 fn link(app: &TestApp, path: &str) -> String {
@@ -32,12 +26,6 @@ fn link(app: &TestApp, path: &str) -> String {
         "{}{path}",
         app.core.settings().public_url.trim_end_matches('/')
     )
-}
-
-async fn get(app: &TestApp, client: &Client, path: &str) -> (StatusCode, String) {
-    let resp = client.get(app.url(path)).send().await.unwrap();
-    let status = resp.status();
-    (status, resp.text().await.unwrap())
 }
 
 fn perms(read: bool, contribute: bool, act_on_behalf: bool) -> Permissions {

@@ -7,7 +7,7 @@ use keyhold_domain::trees::{GRANTS, INVITES};
 use reqwest::{Client, StatusCode};
 
 use crate::helpers::{
-    browser, csrf_token, location, post_form, sign_up_as, spawn_app, TestApp, PASSWORD,
+    browser, csrf_token, location, post_form, principal_of, sign_up_as, spawn_app, TestApp,
 };
 
 /// Adds an entry in `category` through the form; returns its title.
@@ -80,15 +80,6 @@ fn invitation_token(app: &TestApp, to: &str) -> String {
 fn grant_in(html: &str) -> String {
     let at = html.find("id=\"grant-").expect("a grant on the page") + "id=\"grant-".len();
     html[at..].split('"').next().unwrap().to_string()
-}
-
-/// Who `email` is, as the domain sees them once signed in.
-async fn principal_of(app: &TestApp, email: &str) -> keyhold_domain::policy::Principal {
-    app.core
-        .sign_in(email, PASSWORD, None)
-        .await
-        .unwrap()
-        .principal
 }
 
 /// The patient's record path as others reach it.

@@ -8,51 +8,17 @@ use keyhold_domain::consent::{Permissions, StaffRole};
 use keyhold_domain::policy::Principal;
 use keyhold_domain::trees::{RECENT_RECORDS, WORKLISTS, WORKLIST_NAMES};
 use keyhold_domain::{
-    AccountId, Category, Demographics, GrantId, GrantTerms, IdentityLevel, NewGrantee, NhsNumber,
-    OrgId, PatientId,
+    AccountId, Category, Demographics, GrantId, GrantTerms, IdentityLevel, NewGrantee, OrgId,
+    PatientId,
 };
 use reqwest::{Client, StatusCode};
 use time::macros::date;
 use time::Duration;
 
 use crate::helpers::{
-    csrf_token, h1, location, post_form, signed_in, spawn_app, TestApp, PASSWORD,
+    csrf_token, get, h1, location, member, nhs, organisation, post_form, signed_in, spawn_app,
+    TestApp,
 };
-
-/// A valid NHS number, different for each `n`.
-fn nhs(n: u32) -> NhsNumber {
-    (0..100)
-        .find_map(|k| {
-            let nine = 943_476_000 + n * 100 + k;
-            let digits: Vec<u8> = nine.to_string().bytes().map(|b| b - b'0').collect();
-            NhsNumber::from_nine(digits.try_into().unwrap())
-        })
-        .unwrap()
-}
-
-async fn principal_of(app: &TestApp, email: &str) -> Principal {
-    let signed = app.core.sign_in(email, PASSWORD, None).await.unwrap();
-    app.core.session(&signed.token).await.unwrap().unwrap()
-}
-
-/// An organisation whose first administrator signed up through the pages.
-async fn organisation(app: &TestApp, name: &str, admin_email: &str) -> (OrgId, Client) {
-    let admin = signed_in(app, admin_email).await;
-    let (org, _) = app
-        .core
-        .create_organisation(name, admin_email)
-        .await
-        .unwrap();
-    (org, admin)
-}
-
-/// A signed-in member of `org` with `role`.
-async fn member(app: &TestApp, org: OrgId, email: &str, role: StaffRole) -> Client {
-    let client = signed_in(app, email).await;
-    let account = principal_of(app, email).await.account;
-    app.core.add_member(org, account, role).await.unwrap();
-    client
-}
 
 /// A patient "Pat {family}" (NHS number `nhs(n)`), and the patient's own
 /// principal to share and revoke with.
@@ -93,12 +59,6 @@ async fn shared_patient(app: &TestApp, org: OrgId, n: u32, family: &str) -> Pati
     let (record, owner) = patient(app, n, family).await;
     share(app, &owner, org).await;
     record
-}
-
-async fn get(app: &TestApp, client: &Client, path: &str) -> (StatusCode, String) {
-    let resp = client.get(app.url(path)).send().await.unwrap();
-    let status = resp.status();
-    (status, resp.text().await.unwrap())
 }
 
 async fn open_record(app: &TestApp, client: &Client, record: PatientId) {
