@@ -6,34 +6,21 @@
 
 use keyhold_domain::consent::{Permissions, StaffRole};
 use keyhold_domain::{
-    Category, Demographics, EmergencyContact, FirstAdministrator, Gender, GrantTerms, NewGrantee,
-    OrgId, PatientId,
+    Category, Demographics, EmergencyContact, Gender, GrantTerms, NewGrantee, OrgId, PatientId,
 };
 use reqwest::{Client, StatusCode};
 use time::macros::date;
 use time::Duration;
 
 use crate::helpers::{
-    csrf_token, get, h1, nhs, pdf, post_form, principal_of, signed_in, spawn_app, TestApp, PASSWORD,
+    csrf_token, get, h1, member, nhs, organisation, pdf, post_form, principal_of, spawn_app,
+    TestApp, PASSWORD,
 };
 
 /// An organisation with a doctor (signed in) and an administrator.
 async fn practice(app: &TestApp, name: &str, domain: &str) -> (OrgId, Client, Client) {
-    let admin_email = format!("admin@{domain}");
-    let admin = signed_in(app, &admin_email).await;
-    let (org, first) = app
-        .core
-        .create_organisation(name, &admin_email)
-        .await
-        .unwrap();
-    assert!(matches!(first, FirstAdministrator::Existing(_)));
-    let email = format!("doc@{domain}");
-    let doctor = signed_in(app, &email).await;
-    let account = principal_of(app, &email).await.account;
-    app.core
-        .add_member(org, account, StaffRole::Doctor)
-        .await
-        .unwrap();
+    let (org, admin) = organisation(app, name, &format!("admin@{domain}")).await;
+    let doctor = member(app, org, &format!("doc@{domain}"), StaffRole::Doctor).await;
     (org, doctor, admin)
 }
 
@@ -292,6 +279,60 @@ async fn the_banner_shows_how_to_reach_the_person_unless_the_record_is_sensitive
     let me = signed_in_as(&app, "s@example.test").await;
     let (_, html) = get(&app, &me, "/record").await;
     assert!(html.contains("LS5 9ZZ"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_demographics_page_shows_everything_and_a_death_is_flagged_with_the_age() {
+    let app = spawn_app().await;
+    let (org, doctor, _) = practice(&app, "Riverside Surgery", "riverside.test").await;
+    let mut d = person(6, "Dora", "Departed");
+    d.email = Some(keyhold_domain::Email::parse("dora@example.test").unwrap());
+    d.ethnicity = "White: Irish".into();
+    d.languages = vec!["English".into(), "Irish".into()];
+    d.interpreter_needed = true;
+    d.religion = "Roman Catholic".into();
+    d.marital_status = "Widowed".into();
+    d.disabilities = vec!["Partially sighted".into()];
+    d.lives_alone = Some(true);
+    d.date_of_death = Some(date!(2024 - 03 - 30));
+    let record = patient(&app, d, "d@example.test", Some((org, false))).await;
+
+    let (status, html) = get(
+        &app,
+        &doctor,
+        &format!("/people/{record}/record/demographics"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for (label, value) in [
+        ("Ethnicity", "White: Irish"),
+        ("Languages", "Irish"),
+        ("Needs an interpreter", "Yes"),
+        ("Religion or belief", "Roman Catholic"),
+        ("Marital status", "Widowed"),
+        ("Disabilities", "Partially sighted"),
+        ("Lives alone", "Yes"),
+        ("Other names", "Dora Maiden6"),
+        ("Emergency contacts", "Kin Of6"),
+        (
+            "Primary care provider (GP practice)",
+            "Riverside Medical Practice",
+        ),
+        ("Identifiers", &nhs(6).to_string()),
+        ("Keyhold record ID", &record.to_string()),
+        ("Email address", "dora@example.test"),
+    ] {
+        let at = html.find(label).unwrap_or_else(|| panic!("{label} shown"));
+        assert!(html[at..].contains(value), "{label}: {value}");
+    }
+    // The banner: the flag before the name, the age at death (she died the
+    // day before her 44th birthday), and no current age.
+    let flag = html.find(">Deceased</strong>").expect("deceased flag");
+    let name = html[flag..].find("Dora Departed").map(|i| i + flag);
+    assert!(name.is_some(), "the flag comes before the name");
+    assert!(html.contains("30 March 2024 aged 43"));
+    assert!(!html.contains("(aged "), "no current age for the dead");
     app.stop().await;
 }
 
