@@ -11,6 +11,7 @@ mod error;
 mod extract;
 mod headers;
 mod pages;
+mod route_table;
 mod routes;
 
 use std::net::SocketAddr;
@@ -56,6 +57,12 @@ impl AppState {
 /// with `oneshot`).
 pub fn router(state: AppState) -> Router {
     routes::router(state)
+}
+
+/// The path of every route the server answers (with `{param}` placeholders),
+/// taken from the router itself; the security sweep probes each of them.
+pub fn route_paths(state: &AppState) -> Vec<String> {
+    routes::table(state).paths().to_vec()
 }
 
 /// A bound, not yet running server: `build` reports the real port (bind to

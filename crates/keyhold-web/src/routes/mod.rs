@@ -24,8 +24,8 @@ mod worklists;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
-use axum::Router;
 
+use crate::route_table::Routes;
 use crate::{csrf, error, headers, AppState};
 
 /// Forms are small; only the upload route accepts more.
@@ -34,10 +34,10 @@ const FORM_LIMIT: usize = 64 * 1024;
 /// The pages of one record. Mounted twice: at `/record` for the signed-in
 /// person's own, and at `/people/{patient}/record` for anyone else's (the
 /// `Subject` extractor tells which); the domain decides every request.
-fn record_routes(upload_cap: usize, state: &AppState) -> Router<AppState> {
+fn record_routes(upload_cap: usize, state: &AppState) -> Routes {
     // Sharing asks the holder to confirm it is them if they have not given
     // their password or a code for a while.
-    let sharing = Router::new()
+    let sharing = Routes::new()
         .route("/sharing", get(sharing::list).post(sharing::create))
         .route("/sharing/new", get(sharing::new_page))
         .route(
@@ -45,11 +45,13 @@ fn record_routes(upload_cap: usize, state: &AppState) -> Router<AppState> {
             get(sharing::change_page_get).post(sharing::change),
         )
         .route("/sharing/{grant}/stop", post(sharing::stop))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            two_factor::require_recent_confirmation,
-        ));
-    Router::new()
+        .map(|r| {
+            r.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                two_factor::require_recent_confirmation,
+            ))
+        });
+    Routes::new()
         .merge(sharing)
         .route("/", get(record::overview))
         .route("/demographics", get(record::demographics))
@@ -81,9 +83,10 @@ fn record_routes(upload_cap: usize, state: &AppState) -> Router<AppState> {
         )
 }
 
-pub fn router(state: AppState) -> Router {
+/// Every route the server answers, before the layers that wrap them all.
+pub(crate) fn table(state: &AppState) -> Routes {
     let upload_cap = documents::upload_body_cap(state.core.settings().max_upload_bytes);
-    Router::new()
+    Routes::new()
         .route("/", get(system::home))
         .route("/signup", get(auth::signup_page).post(auth::signup))
         .route("/signin", get(auth::signin_page).post(auth::signin))
@@ -101,16 +104,18 @@ pub fn router(state: AppState) -> Router {
             get(two_factor::confirm_page).post(two_factor::confirm),
         )
         .merge(
-            Router::new()
+            Routes::new()
                 .route(
                     "/account/two-factor",
                     get(two_factor::show).post(two_factor::enable),
                 )
                 .route("/account/two-factor/off", post(two_factor::disable))
-                .route_layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    two_factor::require_recent_confirmation,
-                )),
+                .map(|r| {
+                    r.route_layer(middleware::from_fn_with_state(
+                        state.clone(),
+                        two_factor::require_recent_confirmation,
+                    ))
+                }),
         )
         .route(
             "/account/confirm/{token}",
@@ -132,10 +137,11 @@ pub fn router(state: AppState) -> Router {
             "/password/reset/{token}",
             get(password::reset_page).post(password::reset),
         )
-        .nest("/record", record_routes(upload_cap, &state))
+        .nest("/record", record_routes(upload_cap, state))
         .nest(
             "/people/{patient}/record",
-            record_routes(upload_cap, &state).layer(middleware::map_response(error::not_shared)),
+            record_routes(upload_cap, state)
+                .map(|r| r.layer(middleware::map_response(error::not_shared))),
         )
         .route("/people", get(people::list))
         .route(
@@ -147,6 +153,11 @@ pub fn router(state: AppState) -> Router {
         .nest("/fhir/R4", fhir::routes())
         .route("/healthz", get(system::healthz))
         .route("/assets/{file}", get(system::asset))
+}
+
+pub fn router(state: AppState) -> axum::Router {
+    table(&state)
+        .into_router()
         .fallback(system::not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::Router;
 use keyhold_domain::consent::{LegalBasis, StaffRole};
 use keyhold_domain::policy::Principal;
 use keyhold_domain::search::{PersonQuery, SearchOutcome};
@@ -21,6 +20,7 @@ use tera::Context;
 use crate::error::WebError;
 use crate::extract::{csrf_field, param, CsrfOnly, Params, SignedIn, Submitted, Viewer};
 use crate::pages::{date_time, insert_errors, long_date, render, see_other};
+use crate::route_table::Routes;
 use crate::routes::record::parse_date;
 use crate::routes::terms::TermsForm;
 use crate::AppState;
@@ -34,8 +34,8 @@ csrf_field!(
     FeedForm
 );
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub(crate) fn routes() -> Routes {
+    Routes::new()
         .route("/organisations", get(list))
         .route("/organisations/{org}", get(home))
         .route("/organisations/{org}/find", post(find))

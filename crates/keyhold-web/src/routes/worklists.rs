@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::Router;
 use keyhold_domain::policy::Principal;
 use keyhold_domain::{
     DomainError, FieldError, ListedPerson, OrgId, PatientId, WorklistId, WorklistSummary,
@@ -20,12 +19,13 @@ use tera::Context;
 use crate::error::WebError;
 use crate::extract::{csrf_field, param, Params, SignedIn, Submitted, Viewer};
 use crate::pages::{date_time, insert_errors, long_date, render, see_other};
+use crate::route_table::Routes;
 use crate::AppState;
 
 csrf_field!(NameForm, PersonForm, DeleteForm);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub(crate) fn routes() -> Routes {
+    Routes::new()
         .route("/organisations/{org}/recent", get(recent))
         .route("/organisations/{org}/worklists", get(list).post(create))
         .route("/organisations/{org}/worklists/add", get(add_page))

@@ -16,6 +16,7 @@ mod input;
 mod orgs;
 mod professional;
 mod questionnaires;
+mod route_sweep;
 mod sharing;
 mod system;
 mod throttle;

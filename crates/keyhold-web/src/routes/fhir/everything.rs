@@ -7,15 +7,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
 use keyhold_domain::{DomainError, PatientId};
 use keyhold_fhir::IssueType;
 
 use super::{accepts_json, api_base, fhir, not_acceptable, outcome, FhirCaller};
+use crate::route_table::Routes;
 use crate::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/Patient/{id}/$everything", get(everything))
+pub(crate) fn routes() -> Routes {
+    Routes::new().route("/Patient/{id}/$everything", get(everything))
 }
 
 async fn everything(

@@ -9,7 +9,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Form, Json, Router};
+use axum::{Form, Json};
 use keyhold_domain::feeds::{IngestError, TokenRefusal};
 use keyhold_fhir::ingest::{parse_transaction, problems_outcome, transaction_response, Problem};
 use keyhold_fhir::IssueType;
@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{fhir, outcome, FhirCaller};
+use crate::route_table::Routes;
 use crate::AppState;
 
 /// The largest Bundle accepted (1,000 entries of a few kilobytes).
@@ -24,8 +25,8 @@ pub const BUNDLE_LIMIT: usize = 8 * 1024 * 1024;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub(crate) fn routes() -> Routes {
+    Routes::new()
         .route("/token", post(token))
         .route("/", post(transaction).layer(DefaultBodyLimit::disable()))
 }

@@ -8,11 +8,11 @@ use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use keyhold_domain::{Category, DomainError, PatientId};
 use keyhold_fhir::{IssueType, OperationOutcome, FHIR_JSON};
 use serde_json::Value;
 
+use crate::route_table::Routes;
 use crate::AppState;
 
 mod auth;
@@ -23,8 +23,8 @@ mod resources;
 pub use auth::FhirCaller;
 pub use feed::token_url;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub(crate) fn routes() -> Routes {
+    Routes::new()
         .merge(feed::routes())
         .merge(everything::routes())
         .route("/metadata", get(metadata))
@@ -34,7 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/Binary/{id}", get(resources::read_binary))
         .route("/{resource_type}", get(search))
         .route("/{resource_type}/{id}", get(resources::read))
-        .fallback(not_supported)
+        .map(|r| r.fallback(not_supported))
 }
 
 pub(crate) fn fhir(status: StatusCode, body: &Value) -> Response {
