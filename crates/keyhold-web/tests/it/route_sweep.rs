@@ -1,9 +1,11 @@
 //! Sweeps over every route the router holds (`keyhold_web::route_paths`,
 //! taken from the router itself, so a new route is probed without anyone
 //! adding it here): every state-changing method refuses a missing or a
-//! wrong CSRF token with 403 and changes nothing, the token API ignores
-//! session cookies, and every answer carries the security headers and only
-//! HttpOnly, SameSite cookies.
+//! wrong CSRF token with 403 and changes nothing; the FHIR API takes no
+//! write on a session cookie; every answer carries the security headers and
+//! only HttpOnly, SameSite cookies; and every route of someone else's record
+//! answers 404, revealing nothing, to another patient, a revoked carer and a
+//! professional whose organisation was never given access.
 
 use keyhold_domain::trees::{
     ACCOUNTS, BREAK_GLASS, DOCUMENTS, EMAIL_TOKENS, ENTRIES, FEED_CLIENTS, GRANTS, INVITES,
@@ -80,11 +82,12 @@ async fn send(
 ) -> Response {
     let req = client.request(method.clone(), app.url(path));
     let req = if multipart {
-        let mut form = Form::new().text("title", "Probe");
+        // The token first: uploads check it before reading any file.
+        let mut form = Form::new();
         if let Some(t) = token {
             form = form.text("csrf_token", t.to_owned());
         }
-        req.multipart(form)
+        req.multipart(form.text("title", "Probe"))
     } else {
         let mut fields = vec![("title", "Probe")];
         if let Some(t) = token {
@@ -219,5 +222,141 @@ async fn every_route_answers_with_the_security_headers_and_safe_cookies() {
         }
     }
     assert!(seen > 40, "only {seen} GET answers checked");
+    app.stop().await;
+}
+
+/// Fills a route under `/people/{patient}/record` for Ann's record: her
+/// entry, document and (stopped) grant where the path names one.
+fn anns(template: &str, ids: &AnnsIds) -> String {
+    let entry = template.contains("/entries/{id}");
+    let document = template.contains("/documents/{id}");
+    let filled = template
+        .replace("{patient}", &ids.patient)
+        .replace("{grant}", &ids.grant);
+    if entry {
+        filled.replace("{id}", &ids.entry)
+    } else if document {
+        filled.replace("{id}", &ids.document)
+    } else {
+        filled.replace("{id}", "00000000000000000000000000000000")
+    }
+}
+
+struct AnnsIds {
+    patient: String,
+    entry: String,
+    document: String,
+    grant: String,
+}
+
+#[tokio::test]
+async fn no_route_of_a_record_serves_another_patient_a_revoked_carer_or_an_unrelated_professional()
+{
+    use keyhold_domain::consent::{Permissions, StaffRole};
+    use keyhold_domain::{Category, Email, GrantTerms, NewGrantee};
+    use time::Duration;
+
+    use crate::helpers::{mailed_token, member, organisation, pdf, upload};
+
+    let app = spawn_app().await;
+    let ann = signed_in(&app, "ann@example.test").await;
+    let entry = add_entry(&app, &ann, "Peanut allergy").await;
+    let document = upload(&app, &ann, "Letter", "letter.pdf", pdf("letter")).await;
+    let owner = principal_of(&app, "ann@example.test").await;
+    let patient = owner.own_patient.unwrap();
+
+    // Cat was Ann's carer until Ann stopped it.
+    let cat = signed_in(&app, "cat@example.test").await;
+    let grant = app
+        .core
+        .share(
+            &owner,
+            patient,
+            NewGrantee::Person(Email::parse("cat@example.test").unwrap()),
+            GrantTerms {
+                permissions: Permissions {
+                    read: true,
+                    contribute: true,
+                    act_on_behalf: true,
+                },
+                categories: Category::ALL.into_iter().collect(),
+                last_day: app.core.today() + Duration::days(30),
+                purpose: "Helps with appointments".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let token = mailed_token(&app, "cat@example.test", "/invitations/");
+    let cat_p = principal_of(&app, "cat@example.test").await;
+    app.core.accept_invitation(&cat_p, &token).await.unwrap();
+    let record = format!("/people/{patient}/record");
+    assert_eq!(get(&app, &cat, &record).await.0, StatusCode::OK, "before");
+    app.core.revoke_grant(&owner, patient, grant).await.unwrap();
+
+    // Eve is another patient; Dan a doctor at a practice Ann never chose.
+    let eve = signed_in(&app, "eve@example.test").await;
+    let (hillside, _) = organisation(&app, "Hillside", "admin@hillside.test").await;
+    let dan = member(&app, hillside, "dan@hillside.test", StaffRole::Doctor).await;
+
+    let ids = AnnsIds {
+        patient: patient.to_string(),
+        entry,
+        document,
+        grant: grant.to_string(),
+    };
+    let state = AppState::new(app.core.clone(), WebConfig::default()).unwrap();
+    let routes: Vec<String> = route_paths(&state)
+        .into_iter()
+        .filter(|p| p.starts_with("/people/{patient}/record"))
+        .collect();
+    assert!(routes.len() > 15, "{routes:?}");
+    let before = counts(&app);
+    let mut probes = 0;
+    for (who, client) in [
+        ("another patient", &eve),
+        ("a revoked carer", &cat),
+        ("an unrelated doctor", &dan),
+    ] {
+        // Each prober's own valid token: the refusal must be the policy's.
+        let token = csrf_token(&app, client, "/account").await;
+        for template in &routes {
+            let path = anns(template, &ids);
+            for method in std::iter::once(Method::GET).chain(CHANGING) {
+                let mut resp = send(&app, client, &method, &path, Some(&token), false).await;
+                if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+                    continue;
+                }
+                // An upload route reads its token from a multipart body.
+                if [
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    StatusCode::BAD_REQUEST,
+                    StatusCode::FORBIDDEN,
+                ]
+                .contains(&resp.status())
+                {
+                    resp = send(&app, client, &method, &path, Some(&token), true).await;
+                }
+                let status = resp.status();
+                let body = resp.text().await.unwrap();
+                assert_eq!(status, StatusCode::NOT_FOUND, "{who}: {method} {path}");
+                // "Not yours" reads exactly like "not there".
+                assert!(
+                    !body.contains("Peanut"),
+                    "{who}: {method} {path} leaked an entry"
+                );
+                assert!(
+                    !body.contains("letter.pdf"),
+                    "{who}: {method} {path} leaked a document"
+                );
+                probes += 1;
+            }
+        }
+    }
+    assert!(probes > 60, "only {probes} probes");
+    assert_eq!(counts(&app), before, "a refused request changed the store");
+    // Ann, of course, still reads all of it.
+    let (status, html) = get(&app, &ann, "/record").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Peanut allergy"));
     app.stop().await;
 }
