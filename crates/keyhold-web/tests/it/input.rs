@@ -1,14 +1,16 @@
 //! Bad input gets a clear page with the right status, is never stored, and
 //! never reaches a 500 or a panic.
 
+use std::io::Cursor;
+
 use keyhold_domain::trees::{DOCUMENTS, ENTRIES};
 use keyhold_domain::Settings;
 use keyhold_web::WebConfig;
 use reqwest::{Client, StatusCode};
 
 use crate::helpers::{
-    browser, csrf_token, entry_fields, fast, h1, is_html, pdf, post_form, signed_in, spawn_app,
-    spawn_with, TestApp,
+    browser, csrf_token, document_ids, entry_fields, fast, h1, header, is_html, pdf, post_form,
+    signed_in, spawn_app, spawn_with, TestApp,
 };
 
 #[tokio::test]
@@ -378,5 +380,134 @@ async fn a_too_long_password_is_refused_not_hashed() {
     ];
     let resp = post_form(&app, &client, "/signup", &fields).await;
     assert_form_errors("a 10 000 character password", resp, &["password"]).await;
+    app.stop().await;
+}
+
+/// A Word document (a zip with the two parts Word needs), with `extra`
+/// further empty entries.
+fn docx(extra: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut buf = Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        z.start_file("[Content_Types].xml", o).unwrap();
+        z.write_all(b"<Types/>").unwrap();
+        z.start_file("word/document.xml", o).unwrap();
+        z.write_all(b"<w:document/>").unwrap();
+        for i in 0..extra {
+            z.start_file(format!("x/{i}"), o).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+/// `docx(0)` whose directory claims `word/document.xml` expands to 4 GiB:
+/// what a zip bomb declares, without the test having to build one.
+fn docx_bomb() -> Vec<u8> {
+    let mut bytes = docx(0);
+    let name = b"word/document.xml";
+    let at = (0..bytes.len() - 4)
+        .find(|&i| bytes[i..].starts_with(b"PK\x01\x02") && bytes[i + 46..].starts_with(name))
+        .unwrap();
+    // Central directory header: the uncompressed size is at offset 24.
+    bytes[at + 24..at + 28].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    bytes
+}
+
+#[tokio::test]
+async fn upload_attacks_are_refused_cleanly_and_names_cannot_escape() {
+    let app = spawn_app().await;
+    let client = signed_in(&app, "ann@example.test").await;
+    let jpeg = [0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0];
+    let mut html_then_pdf = b"<html><script>alert(1)</script>".to_vec();
+    html_then_pdf.extend_from_slice(&pdf("x"));
+    let mut jpeg_then_zip = jpeg.to_vec();
+    jpeg_then_zip.extend_from_slice(&docx(0));
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("a zip bomb inside a .docx", "letter.docx", docx_bomb()),
+        ("a .docx of 10,001 parts", "letter.docx", docx(10_000)),
+        ("html with a PDF inside", "letter.pdf", html_then_pdf),
+        (
+            "a JPEG with a Word document after it",
+            "letter.docx",
+            jpeg_then_zip,
+        ),
+        ("an HTML name", "letter.html", pdf("x")),
+        ("a double extension", "letter.pdf.html", pdf("x")),
+    ];
+    for (what, filename, bytes) in cases {
+        let resp = upload_as(&app, &client, "Letter", "general", filename, bytes).await;
+        assert_form_errors(what, resp, &["file"]).await;
+        assert_eq!(app.rows(DOCUMENTS), 0, "{what}: nothing stored");
+    }
+    // Control: the same document without the forged size is a Word file.
+    let resp = upload_as(&app, &client, "Letter", "general", "letter.docx", docx(0)).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "a real .docx");
+
+    // Control characters in a part's headers never reach the handler: the
+    // multipart parser refuses them, with the error page, storing nothing.
+    let resp = upload_as(
+        &app,
+        &client,
+        "Scan",
+        "general",
+        "evil\u{7}\u{1b}[31m.jpg",
+        jpeg.to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(is_html(&resp));
+    assert_eq!(app.rows(DOCUMENTS), 1, "only the real .docx");
+
+    // A name with a path and odd characters: stored as its last part,
+    // cleaned, and sent back only as an attachment of the detected type.
+    let resp = upload_as(
+        &app,
+        &client,
+        "Scan",
+        "general",
+        "..\\..\\windows\\evil<b>\"name\".jpg",
+        jpeg.to_vec(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, html) = crate::helpers::get(&app, &client, "/record/documents").await;
+    assert!(
+        !html.contains('\u{1b}') && !html.contains("windows"),
+        "{html}"
+    );
+    let scan = document_ids(&app, &client).await;
+    let mut downloaded = Vec::new();
+    for id in scan {
+        let resp = client
+            .get(app.url(&format!("/record/documents/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let disposition = header(&resp, "content-disposition").unwrap();
+        assert!(
+            disposition.starts_with("attachment; filename=\""),
+            "{disposition}"
+        );
+        assert!(
+            !disposition.contains(['/', '\\', '<']) && !disposition.contains(".."),
+            "{disposition}"
+        );
+        assert_eq!(
+            header(&resp, "x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+        downloaded.push((disposition, header(&resp, "content-type").unwrap()));
+    }
+    assert!(
+        downloaded
+            .iter()
+            .any(|(d, t)| d == "attachment; filename=\"evil_b_name.jpg\"" && t == "image/jpeg"),
+        "{downloaded:?}"
+    );
     app.stop().await;
 }
