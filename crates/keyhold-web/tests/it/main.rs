@@ -6,6 +6,7 @@
 mod access;
 mod cookies;
 mod csrf;
+mod enumeration;
 mod export;
 mod feeds;
 mod fhir;
