@@ -400,8 +400,13 @@ describe('Keyhold consent in real browsers (demo data)', () => {
   step('the GP finds the patient by NHS number and sees what is shared with the practice', async () => {
     const page = await signIn(people.gp);
     await openOrganisation(page, GP_PRACTICE, 'GP');
-    const res = await findPatient(page);
+    let res = await findPatient(page);
     assertStatus(res, isOk, '2xx', 'the GP finding the patient');
+    // The search lists the one match; its name opens the record.
+    await checkPage(page, 'search results (GP)');
+    const result = page.getByRole('main').locator(`a[href="/people/${shared.patientId}/record"]`);
+    res = await navigateBy(page, () => result.first().click());
+    assertStatus(res, isOk, '2xx', 'the GP opening the record from the results');
     await assertPath(page, `/people/${shared.patientId}/record`, 'after the GP finds the patient');
     const strip = await viewingStrip(page, 'Viewing as', 'the GP on the record');
     assert.ok(
