@@ -25,6 +25,9 @@ pub enum WebError {
     Csrf,
     #[error("upload too large (limit {limit} bytes)")]
     TooLarge { limit: usize },
+    /// A form body over the form limit (no form of ours comes near it).
+    #[error("form too large")]
+    FormTooLarge,
     #[error("overloaded")]
     Overloaded,
     /// Sign-in refused by the limits on failed attempts (429).
@@ -89,6 +92,7 @@ impl WebError {
                 heading: "The file is too large".into(),
                 message: format!("The file you selected is larger than {}. Choose a smaller file, or scan the document at a lower resolution, and try again.", mib(*limit)),
             }),
+            WebError::FormTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, page("What you sent is too large", "Go back, shorten what you entered and try again.")),
             WebError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, page("Sorry, the service is busy", "Too many people are signing in right now. Wait a minute and try again.")),
             WebError::TooManyAttempts { retry_after_secs } => (StatusCode::TOO_MANY_REQUESTS, ErrorPage {
                 heading: "Too many attempts to sign in".into(),
@@ -136,6 +140,7 @@ fn generic(status: StatusCode) -> ErrorPage {
         StatusCode::NOT_FOUND => "Page not found",
         StatusCode::METHOD_NOT_ALLOWED => "Sorry, that page cannot be used that way",
         StatusCode::PAYLOAD_TOO_LARGE => "What you sent is too large",
+        StatusCode::REQUEST_TIMEOUT => "Your request took too long to arrive",
         s if s.is_client_error() => "Sorry, we could not understand that request",
         _ => "Sorry, there is a problem with the service",
     };

@@ -207,9 +207,13 @@ where
         let (mut parts, body) = req.into_parts();
         let viewer = Viewer::from_request_parts(&mut parts, state).await?;
         let req = Request::from_parts(parts, body);
-        let Form(form) = Form::<T>::from_request(req, state)
-            .await
-            .map_err(|e| WebError::BadRequest(e.body_text()))?;
+        let Form(form) = Form::<T>::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                WebError::FormTooLarge
+            } else {
+                WebError::BadRequest(e.body_text())
+            }
+        })?;
         viewer.check_csrf(state, form.csrf_token())?;
         Ok(Submitted { viewer, form })
     }

@@ -13,6 +13,7 @@ mod headers;
 mod pages;
 mod route_table;
 mod routes;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use keyhold_domain::Keyhold;
 use tokio::net::TcpListener;
 
 pub use error::WebError;
+pub use server::ServerLimits;
 
 /// Settings that only the web layer cares about.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +32,8 @@ pub struct WebConfig {
     pub secure_cookies: bool,
     /// Sign-in with NHS login, when configured.
     pub nhs_login: Option<Arc<keyhold_oidc::RelyingParty>>,
+    /// Timeouts and the connection cap.
+    pub limits: ServerLimits,
 }
 
 /// Shared by every handler through axum's `State`.
@@ -70,6 +74,7 @@ pub fn route_paths(state: &AppState) -> Vec<String> {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: ServerLimits,
 }
 
 impl Application {
@@ -77,6 +82,7 @@ impl Application {
         let listener = TcpListener::bind(bind).await?;
         Ok(Application {
             listener,
+            limits: state.config.limits,
             router: router(state),
         })
     }
@@ -86,6 +92,7 @@ impl Application {
         listener.set_nonblocking(true)?;
         Ok(Application {
             listener: TcpListener::from_std(listener)?,
+            limits: state.config.limits,
             router: router(state),
         })
     }
@@ -99,12 +106,6 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        server::serve(self.listener, self.router, self.limits, shutdown).await
     }
 }

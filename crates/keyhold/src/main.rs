@@ -14,7 +14,7 @@ use keyhold_domain::checkpoint::{
 use keyhold_domain::clock::SystemClock;
 use keyhold_domain::keystore::{add_master_key, init_keys, load_keys};
 use keyhold_domain::{DomainError, FirstAdministrator, Keyhold, Settings};
-use keyhold_web::{AppState, Application, WebConfig};
+use keyhold_web::{AppState, Application, ServerLimits, WebConfig};
 
 #[derive(Parser)]
 #[command(
@@ -209,6 +209,42 @@ fn settings() -> Result<Settings> {
         s.danger_fast_hashing = true;
     }
     Ok(s)
+}
+
+/// A whole number from the environment variable `name`, within `range`.
+fn env_number(name: &str, range: std::ops::RangeInclusive<u64>) -> Result<Option<u64>> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .map(Some)
+            .with_context(|| {
+                format!(
+                    "{name} must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                )
+            }),
+    }
+}
+
+/// Timeouts and the connection cap: `KEYHOLD_HEADER_TIMEOUT_SECS` (default
+/// 10), `KEYHOLD_REQUEST_TIMEOUT_SECS` (60), `KEYHOLD_MAX_CONNECTIONS` (1024).
+fn server_limits() -> Result<ServerLimits> {
+    let mut l = ServerLimits::default();
+    if let Some(s) = env_number("KEYHOLD_HEADER_TIMEOUT_SECS", 1..=300)? {
+        l.header_read_timeout = std::time::Duration::from_secs(s);
+    }
+    if let Some(s) = env_number("KEYHOLD_REQUEST_TIMEOUT_SECS", 1..=3600)? {
+        l.request_timeout = std::time::Duration::from_secs(s);
+    }
+    if let Some(n) = env_number("KEYHOLD_MAX_CONNECTIONS", 1..=1_000_000)? {
+        l.max_connections = usize::try_from(n).context("KEYHOLD_MAX_CONNECTIONS")?;
+    }
+    Ok(l)
 }
 
 /// Opens the service with mail from the environment (`KEYHOLD_SMTP_URL`, else
@@ -607,6 +643,7 @@ fn serve(
             WebConfig {
                 secure_cookies: std::env::var("KEYHOLD_SECURE_COOKIES").as_deref() == Ok("1"),
                 nhs_login: nhs_login(keys, &core.settings().public_url)?,
+                limits: server_limits()?,
             },
         )?;
         let app = Application::from_std(state, listener).with_context(|| format!("listening on {addr}"))?;

@@ -24,6 +24,7 @@ mod worklists;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::route_table::Routes;
 use crate::{csrf, error, headers, AppState};
@@ -159,6 +160,11 @@ pub fn router(state: AppState) -> axum::Router {
     table(&state)
         .into_router()
         .fallback(system::not_found)
+        // Innermost of the stack, so a 408 still gets its page and headers.
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            state.config.limits.request_timeout,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             error::render_error_pages,

@@ -84,6 +84,7 @@ async fn behind_tls_cookies_are_host_prefixed_and_secure_and_hsts_is_sent() {
         WebConfig {
             secure_cookies: true,
             nhs_login: None,
+            ..Default::default()
         },
     )
     .await;

@@ -88,6 +88,7 @@ pub async fn spawn_app() -> TestApp {
         WebConfig {
             secure_cookies: false,
             nhs_login: None,
+            ..Default::default()
         },
     )
     .await

@@ -234,6 +234,7 @@ async fn an_upload_over_the_limit_gets_the_too_large_page() {
         WebConfig {
             secure_cookies: false,
             nhs_login: None,
+            ..Default::default()
         },
     )
     .await;

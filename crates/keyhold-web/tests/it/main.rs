@@ -13,6 +13,7 @@ mod fhir;
 mod fhir_resources;
 mod headers;
 mod helpers;
+mod hostile;
 mod input;
 mod orgs;
 mod professional;

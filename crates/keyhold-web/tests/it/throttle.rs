@@ -33,6 +33,7 @@ async fn app() -> TestApp {
         keyhold_web::WebConfig {
             secure_cookies: false,
             nhs_login: None,
+            ..Default::default()
         },
     )
     .await

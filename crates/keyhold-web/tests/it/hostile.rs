@@ -1,0 +1,174 @@
+//! Hostile clients on loopback, bounded in time: a slow-loris that drips
+//! header bytes over every connection the server allows does not keep an
+//! honest client out for longer than the header timeout; a body that never
+//! finishes gets 408; and no route reads a body past its limit.
+
+use std::time::Duration;
+
+use keyhold_web::{route_paths, AppState, ServerLimits, WebConfig};
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{fast, is_html, signed_in, spawn_with, TestApp};
+
+const CONNECTIONS: usize = 6;
+
+async fn app() -> TestApp {
+    spawn_with(
+        fast(),
+        WebConfig {
+            limits: ServerLimits {
+                header_read_timeout: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(2),
+                max_connections: CONNECTIONS,
+                shutdown_grace: Duration::from_secs(5),
+            },
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Opens a connection and drips a request's headers at a byte every
+/// 200 ms, never finishing; returns when the server closes it.
+async fn slow_loris(app: &TestApp) -> tokio::task::JoinHandle<()> {
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let (mut r, mut w) = s.into_split();
+        let drip = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if w.write_all(b"X").await.is_err() {
+                    break;
+                }
+            }
+        };
+        let closed = async {
+            let mut buf = [0u8; 1024];
+            // Closed (0 bytes), reset, or an error status then close.
+            while let Ok(n) = r.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        tokio::select! { () = drip => {}, () = closed => {} }
+    })
+}
+
+#[tokio::test]
+async fn a_slow_loris_holding_every_connection_is_cut_off_and_honest_clients_get_in() {
+    let app = app().await;
+    let mut attackers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        attackers.push(slow_loris(&app).await);
+    }
+    // Every slot is taken; the server cuts each dripper off at the header
+    // timeout (generous bound: a hang fails the test, it does not time it).
+    for a in attackers {
+        tokio::time::timeout(Duration::from_secs(15), a)
+            .await
+            .expect("the server closed the slow connection")
+            .unwrap();
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let resp = client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // And while a fresh wave drips, an honest request queued behind them
+    // is answered once the wave is cut off.
+    let mut wave = Vec::new();
+    for _ in 0..CONNECTIONS {
+        wave.push(slow_loris(&app).await);
+    }
+    let resp = client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    for a in wave {
+        a.abort();
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_never_finishes_gets_the_timeout_page() {
+    let app = app().await;
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(
+        b"POST /signin HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\n\
+          Content-Length: 100\r\n\r\nemail=a",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.windows(7).any(|w| w == b"</html>") {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), read)
+        .await
+        .expect("an answer before the test's bound");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.contains("Your request took too long to arrive"),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn no_route_reads_a_form_past_its_limit() {
+    let app = app().await;
+    let client = signed_in(&app, "ann@example.test").await;
+    let state = AppState::new(app.core.clone(), WebConfig::default()).unwrap();
+    let big = format!("csrf_token=x&title={}", "a".repeat(200 * 1024));
+    let mut refused = 0;
+    for template in route_paths(&state) {
+        // Uploads take more, up to their own cap (tests in input.rs).
+        if template.ends_with("/documents") {
+            continue;
+        }
+        let path = template
+            .replace("{patient}", "00000000000000000000000000000000")
+            .replace(['{', '}'], "");
+        let resp = client
+            .post(app.url(&path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            continue;
+        }
+        // The FHIR API refuses a caller without a token before any body.
+        if path.starts_with("/fhir/R4") {
+            assert!(status.is_client_error(), "POST {path}: {status}");
+            continue;
+        }
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "POST {path}");
+        assert!(is_html(&resp), "POST {path}: a page");
+        refused += 1;
+    }
+    assert!(refused > 30, "only {refused} routes checked");
+    app.stop().await;
+}
