@@ -611,6 +611,8 @@ fn serve(
     demo: bool,
     checkpoints: CheckpointConfig,
 ) -> Result<()> {
+    // A bad setting fails before anything is opened or seeded.
+    let limits = server_limits()?;
     if demo {
         for p in init_keys(keys)? {
             println!("created key file {}", p.display());
@@ -643,7 +645,7 @@ fn serve(
             WebConfig {
                 secure_cookies: std::env::var("KEYHOLD_SECURE_COOKIES").as_deref() == Ok("1"),
                 nhs_login: nhs_login(keys, &core.settings().public_url)?,
-                limits: server_limits()?,
+                limits,
             },
         )?;
         let app = Application::from_std(state, listener).with_context(|| format!("listening on {addr}"))?;

@@ -198,3 +198,34 @@ fn serve_demo_on_an_empty_folder_creates_keys_and_prints_signins() {
     );
     again.stop();
 }
+
+#[test]
+fn a_bad_server_limit_stops_serve_before_it_creates_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    let data = tmp.path().join("data");
+    for (name, value) in [
+        ("KEYHOLD_MAX_CONNECTIONS", "lots"),
+        ("KEYHOLD_HEADER_TIMEOUT_SECS", "0"),
+        ("KEYHOLD_REQUEST_TIMEOUT_SECS", "99999"),
+    ] {
+        let out = crate::common::keyhold()
+            .env(name, value)
+            .args(["serve", "--demo", "--bind", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .arg("--keys")
+            .arg(&keys)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}={value}: {stderr}");
+        assert!(
+            stderr.contains(name),
+            "{name}={value}: the message names it: {stderr}"
+        );
+        assert!(
+            !keys.exists() && !data.exists(),
+            "{name}={value}: nothing created"
+        );
+    }
+}
