@@ -29,6 +29,8 @@ pub struct ServerLimits {
     /// From the request's headers to the response's: a handler, and the
     /// body it reads, get no longer (408). Downloads stream after this.
     pub request_timeout: Duration,
+    /// The same for an upload, whose body may be the whole upload limit.
+    pub upload_timeout: Duration,
     /// Open connections at once; the next waits in the kernel's backlog.
     pub max_connections: usize,
     /// How long shutdown waits for requests in flight.
@@ -40,6 +42,7 @@ impl Default for ServerLimits {
         ServerLimits {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            upload_timeout: Duration::from_secs(600),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(30),
         }

@@ -232,7 +232,8 @@ fn env_number(name: &str, range: std::ops::RangeInclusive<u64>) -> Result<Option
 }
 
 /// Timeouts and the connection cap: `KEYHOLD_HEADER_TIMEOUT_SECS` (default
-/// 10), `KEYHOLD_REQUEST_TIMEOUT_SECS` (60), `KEYHOLD_MAX_CONNECTIONS` (1024).
+/// 10), `KEYHOLD_REQUEST_TIMEOUT_SECS` (60), `KEYHOLD_UPLOAD_TIMEOUT_SECS` (600),
+/// `KEYHOLD_MAX_CONNECTIONS` (1024).
 fn server_limits() -> Result<ServerLimits> {
     let mut l = ServerLimits::default();
     if let Some(s) = env_number("KEYHOLD_HEADER_TIMEOUT_SECS", 1..=300)? {
@@ -240,6 +241,9 @@ fn server_limits() -> Result<ServerLimits> {
     }
     if let Some(s) = env_number("KEYHOLD_REQUEST_TIMEOUT_SECS", 1..=3600)? {
         l.request_timeout = std::time::Duration::from_secs(s);
+    }
+    if let Some(s) = env_number("KEYHOLD_UPLOAD_TIMEOUT_SECS", 1..=86_400)? {
+        l.upload_timeout = std::time::Duration::from_secs(s);
     }
     if let Some(n) = env_number("KEYHOLD_MAX_CONNECTIONS", 1..=1_000_000)? {
         l.max_connections = usize::try_from(n).context("KEYHOLD_MAX_CONNECTIONS")?;

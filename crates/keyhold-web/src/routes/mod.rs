@@ -24,13 +24,37 @@ mod worklists;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
-use tower_http::timeout::TimeoutLayer;
 
 use crate::route_table::Routes;
 use crate::{csrf, error, headers, AppState};
 
 /// Forms are small; only the upload route accepts more.
 const FORM_LIMIT: usize = 64 * 1024;
+
+/// Where a record's uploads are posted (under either mount).
+const UPLOADS: &str = "/documents";
+
+/// The request timeout: from the headers to the response, body included. An
+/// upload (up to the upload limit, perhaps over a slow mobile link) gets
+/// the longer upload timeout; everything else the request timeout.
+async fn deadline(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let limits = state.config.limits;
+    let upload = req.method() == axum::http::Method::POST && req.uri().path().ends_with(UPLOADS);
+    let allowed = if upload {
+        limits.upload_timeout
+    } else {
+        limits.request_timeout
+    };
+    match tokio::time::timeout(allowed, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
+}
 
 /// The pages of one record. Mounted twice: at `/record` for the signed-in
 /// person's own, and at `/people/{patient}/record` for anyone else's (the
@@ -65,7 +89,7 @@ fn record_routes(upload_cap: usize, state: &AppState) -> Routes {
         .route("/entries", post(record::create_entry))
         .route("/entries/{id}", get(record::entry))
         .route(
-            "/documents",
+            UPLOADS,
             get(documents::list)
                 .post(documents::upload)
                 .layer(DefaultBodyLimit::max(upload_cap)),
@@ -161,10 +185,7 @@ pub fn router(state: AppState) -> axum::Router {
         .into_router()
         .fallback(system::not_found)
         // Innermost of the stack, so a 408 still gets its page and headers.
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            state.config.limits.request_timeout,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             error::render_error_pages,

@@ -21,6 +21,7 @@ async fn app() -> TestApp {
             limits: ServerLimits {
                 header_read_timeout: Duration::from_secs(1),
                 request_timeout: Duration::from_secs(2),
+                upload_timeout: Duration::from_secs(4),
                 max_connections: CONNECTIONS,
                 shutdown_grace: Duration::from_secs(5),
             },
@@ -170,5 +171,46 @@ async fn no_route_reads_a_form_past_its_limit() {
         refused += 1;
     }
     assert!(refused > 30, "only {refused} routes checked");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_over_a_slow_link_gets_the_upload_timeout_not_the_request_timeout() {
+    use futures_util::StreamExt;
+
+    let app = app().await;
+    let client = signed_in(&app, "ann@example.test").await;
+    let token = crate::helpers::csrf_token(&app, &client, "/record/documents").await;
+    let head = format!(
+        "--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{token}\r\n\
+         --XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nSlow scan\r\n\
+         --XyZ\r\nContent-Disposition: form-data; name=\"category\"\r\n\r\ngeneral\r\n\
+         --XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"scan.pdf\"\r\n\
+         Content-Type: application/pdf\r\n\r\n"
+    );
+    // The file arrives over about 3 s: past the 2 s request timeout, within
+    // the 4 s upload timeout.
+    let mut pieces: Vec<Vec<u8>> = vec![head.into_bytes()];
+    let pdf = crate::helpers::pdf("slow");
+    let step = pdf.len().div_ceil(6);
+    pieces.extend(pdf.chunks(step).map(<[u8]>::to_vec));
+    pieces.push(b"\r\n--XyZ--\r\n".to_vec());
+    let body = futures_util::stream::iter(pieces).then(|p| async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Ok::<_, std::io::Error>(p)
+    });
+    let resp = client
+        .post(app.url("/record/documents"))
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::SEE_OTHER,
+        "the slow upload is kept"
+    );
+    assert_eq!(app.rows(keyhold_domain::trees::DOCUMENTS), 1);
     app.stop().await;
 }
