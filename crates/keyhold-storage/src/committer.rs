@@ -17,6 +17,20 @@ const MAX_GROUP: usize = 512;
 
 type Reply = oneshot::Sender<Result<Committed, StorageError>>;
 
+/// What the single writer is asked to do.
+enum Job {
+    Write(Batch, Reply),
+    /// Stop taking writes once everything before is durable, say so on the
+    /// first channel, and wait until the second one closes (a consistent
+    /// snapshot is read meanwhile).
+    Pause(mpsc::Sender<()>, mpsc::Receiver<()>),
+}
+
+/// Writes are held while this lives; dropping it lets them go on.
+pub(crate) struct Paused {
+    _resume: mpsc::Sender<()>,
+}
+
 #[derive(Default)]
 struct Counters {
     batches: AtomicU64,
@@ -25,7 +39,7 @@ struct Counters {
 }
 
 pub(crate) struct Committer {
-    tx: Mutex<Option<mpsc::Sender<(Batch, Reply)>>>,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
     handle: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
 }
@@ -47,7 +61,7 @@ impl Committer {
         engine: Arc<E>,
         chains: Vec<(TreeName, Arc<dyn ChainLink>)>,
     ) -> Result<Self, StorageError> {
-        let (tx, rx) = mpsc::channel::<(Batch, Reply)>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let counters = Arc::new(Counters::default());
         let mut worker = Worker {
             engine,
@@ -66,20 +80,35 @@ impl Committer {
         })
     }
 
-    pub(crate) fn submit(&self, batch: Batch) -> Ticket {
-        let (reply, rx) = oneshot::channel();
-        let sent = match self.tx.lock() {
+    fn send(&self, job: Job) -> bool {
+        match self.tx.lock() {
             Ok(guard) => match guard.as_ref() {
-                Some(tx) => tx.send((batch, reply)).is_ok(),
+                Some(tx) => tx.send(job).is_ok(),
                 None => false,
             },
             Err(_) => false,
-        };
-        if sent {
+        }
+    }
+
+    pub(crate) fn submit(&self, batch: Batch) -> Ticket {
+        let (reply, rx) = oneshot::channel();
+        if self.send(Job::Write(batch, reply)) {
             Ticket(TicketInner::Pending(rx))
         } else {
             Ticket::failed(StorageError::Closed)
         }
+    }
+
+    /// Holds every later write until the guard drops; returns once all earlier
+    /// writes are applied and durable. Reads go on meanwhile.
+    pub(crate) fn pause(&self) -> Result<Paused, StorageError> {
+        let (paused_tx, paused_rx) = mpsc::channel();
+        let (resume_tx, resume_rx) = mpsc::channel();
+        if !self.send(Job::Pause(paused_tx, resume_rx)) {
+            return Err(StorageError::Closed);
+        }
+        paused_rx.recv().map_err(|_| StorageError::Closed)?;
+        Ok(Paused { _resume: resume_tx })
     }
 
     pub(crate) fn stats(&self) -> StoreStats {
@@ -106,37 +135,60 @@ impl Drop for Committer {
 }
 
 impl<E: Engine> Worker<E> {
-    fn run(&mut self, rx: mpsc::Receiver<(Batch, Reply)>, counters: &Counters) {
-        while let Ok(first) = rx.recv() {
+    fn run(&mut self, rx: mpsc::Receiver<Job>, counters: &Counters) {
+        let mut next = rx.recv().ok();
+        while let Some(job) = next.take() {
+            let first = match job {
+                Job::Pause(paused, resume) => {
+                    // Everything before was answered, so it is durable.
+                    let _ = paused.send(());
+                    let _ = resume.recv();
+                    next = rx.recv().ok();
+                    continue;
+                }
+                Job::Write(batch, reply) => (batch, reply),
+            };
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(next) => group.push(next),
+                    Ok(Job::Write(batch, reply)) => group.push((batch, reply)),
+                    Ok(pause) => {
+                        // Served right after this group is durable.
+                        next = Some(pause);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
-            let n = group.len() as u64;
-            let mut results = Vec::with_capacity(group.len());
-            for (batch, reply) in group {
-                results.push((self.apply(batch), reply));
+            self.commit_group(group, counters);
+            if next.is_none() {
+                next = rx.recv().ok();
             }
-            let flushed = self.engine.flush();
-            counters.flushes.fetch_add(1, Ordering::Relaxed);
-            counters.batches.fetch_add(n, Ordering::Relaxed);
-            counters.largest_group.fetch_max(n, Ordering::Relaxed);
-            for (result, reply) in results {
-                let answer = match (&flushed, result) {
-                    (Ok(()), r) => r,
-                    (Err(e), _) => Err(StorageError::Engine(format!("flush failed: {e}"))),
-                };
-                // The requester may have gone away; the write stands regardless.
-                let _ = reply.send(answer);
-            }
-            if flushed.is_err() {
-                // What the engine holds in memory no longer matches what is
-                // durable; re-read log heads from the engine before going on.
-                self.heads.clear();
-            }
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<(Batch, Reply)>, counters: &Counters) {
+        let n = group.len() as u64;
+        let mut results = Vec::with_capacity(group.len());
+        for (batch, reply) in group {
+            results.push((self.apply(batch), reply));
+        }
+        let flushed = self.engine.flush();
+        counters.flushes.fetch_add(1, Ordering::Relaxed);
+        counters.batches.fetch_add(n, Ordering::Relaxed);
+        counters.largest_group.fetch_max(n, Ordering::Relaxed);
+        for (result, reply) in results {
+            let answer = match (&flushed, result) {
+                (Ok(()), r) => r,
+                (Err(e), _) => Err(StorageError::Engine(format!("flush failed: {e}"))),
+            };
+            // The requester may have gone away; the write stands regardless.
+            let _ = reply.send(answer);
+        }
+        if flushed.is_err() {
+            // What the engine holds in memory no longer matches what is
+            // durable; re-read log heads from the engine before going on.
+            self.heads.clear();
         }
     }
 

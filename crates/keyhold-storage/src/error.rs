@@ -17,6 +17,9 @@ pub enum StorageError {
     /// The folder holds a store written by another backend or is unusable.
     #[error("{0}")]
     Incompatible(String),
+    /// Where a snapshot was being written to (or read from) failed.
+    #[error("snapshot stream: {0}")]
+    Stream(#[from] std::io::Error),
 }
 
 impl From<sled::Error> for StorageError {

@@ -15,6 +15,9 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 /// Errors are yielded, never dropped.
 pub type KvIter<'a> = Box<dyn Iterator<Item = Result<Pair, StorageError>> + Send + 'a>;
 
+/// Receives each row of a snapshot (see [`Store::export`]); an error stops it.
+pub type RowSink<'a> = dyn FnMut(&[u8], &[u8]) -> std::io::Result<()> + 'a;
+
 /// Counters a `/metrics` page or a benchmark can read.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StoreStats {
@@ -37,6 +40,10 @@ pub trait Store: Send + Sync + 'static {
     fn size_on_disk(&self) -> Result<u64, StorageError>;
     /// "sled", "memory", …
     fn backend(&self) -> &'static str;
+    /// Hands every row of the store (raw keys, tree prefix included) to
+    /// `sink`, in key order, as one consistent snapshot: writes submitted
+    /// meanwhile wait until it is taken; reads go on. Returns the row count.
+    fn export(&self, sink: &mut RowSink<'_>) -> Result<u64, StorageError>;
 }
 
 pub(crate) fn full_key(tree: TreeName, key: &[u8]) -> Vec<u8> {
@@ -100,5 +107,16 @@ impl<E: Engine> Store for KvStore<E> {
 
     fn backend(&self) -> &'static str {
         self.engine.name()
+    }
+
+    fn export(&self, sink: &mut RowSink<'_>) -> Result<u64, StorageError> {
+        let _paused = self.committer.pause()?;
+        let mut rows = 0u64;
+        for row in self.engine.scan_prefix(b"") {
+            let (k, v) = row?;
+            sink(&k, &v)?;
+            rows += 1;
+        }
+        Ok(rows)
     }
 }

@@ -134,3 +134,40 @@ pub fn open_sled(
     }
     Ok(Arc::new(KvStore::new(SledEngine { db, tree }, chains)?))
 }
+
+/// Rows written per batch while restoring, so memory stays bounded.
+const RESTORE_BATCH: usize = 4096;
+
+/// Builds a new sled store in `dir` from exported rows (see [`Store::export`]).
+/// `dir` must not exist yet: a restore never merges into live data. Returns
+/// the row count once everything is durable; on error the caller removes `dir`.
+pub fn restore_sled(
+    dir: &Path,
+    rows: &mut dyn Iterator<Item = Result<Pair, StorageError>>,
+) -> Result<u64, StorageError> {
+    if dir.exists() {
+        return Err(StorageError::Incompatible(format!(
+            "{} already exists; restore only into a new folder",
+            dir.display()
+        )));
+    }
+    let db = open_db(dir)?;
+    db.insert(BACKEND_KEY, BACKEND)?;
+    let tree = db.open_tree("kv")?;
+    let mut batch = sled::Batch::default();
+    let mut pending = 0usize;
+    let mut total = 0u64;
+    for row in rows {
+        let (k, v) = row?;
+        batch.insert(k, v);
+        pending += 1;
+        total += 1;
+        if pending == RESTORE_BATCH {
+            tree.apply_batch(std::mem::take(&mut batch))?;
+            pending = 0;
+        }
+    }
+    tree.apply_batch(batch)?;
+    db.flush()?;
+    Ok(total)
+}
