@@ -102,6 +102,15 @@ impl MasterKeyring {
     }
 
     /// How many master keys are loaded.
+    /// A keyring of the newest key alone: what can open a data key once the
+    /// older master keys are deleted.
+    pub fn newest_only(&self) -> MasterKeyring {
+        MasterKeyring {
+            newest: self.newest.clone(),
+            older: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.older.len() + 1
     }
@@ -151,6 +160,33 @@ pub fn encrypt_to_recipient(recipient: &str, plaintext: &[u8]) -> Result<Vec<u8>
     let recipient = Recipient::from_str(recipient.trim())
         .map_err(|_| CryptoError::MalformedKey("not an age X25519 recipient"))?;
     age::encrypt(&recipient, plaintext).map_err(|_| CryptoError::Wrap)
+}
+
+/// Streams an age file encrypted to an `age1…` recipient into `out` (for
+/// backups, which may be far larger than memory). Call
+/// [`age::stream::StreamWriter::finish`] at the end: without it the file is
+/// truncated and will not decrypt.
+pub fn encrypt_stream_to_recipient<W: std::io::Write>(
+    recipient: &str,
+    out: W,
+) -> Result<age::stream::StreamWriter<W>, CryptoError> {
+    let recipient = Recipient::from_str(recipient.trim())
+        .map_err(|_| CryptoError::MalformedKey("not an age X25519 recipient"))?;
+    let encryptor = age::Encryptor::with_recipients(std::iter::once(&recipient as _))
+        .map_err(|_| CryptoError::Wrap)?;
+    encryptor.wrap_output(out).map_err(|_| CryptoError::Wrap)
+}
+
+/// Reads an age file streamed by [`encrypt_stream_to_recipient`]. A wrong key
+/// fails here; tampering or truncation fails as an I/O error while reading.
+pub fn decrypt_stream<R: Read>(
+    identity: &MasterKey,
+    input: R,
+) -> Result<age::stream::StreamReader<R>, CryptoError> {
+    let decryptor = age::Decryptor::new(input).map_err(|_| CryptoError::Open)?;
+    decryptor
+        .decrypt(std::iter::once(&identity.identity as &dyn age::Identity))
+        .map_err(|_| CryptoError::Open)
 }
 
 /// Decrypts an age file with one master key. Any failure (wrong key,
@@ -370,5 +406,29 @@ mod tests {
         }
         assert_eq!(out.len(), 32);
         out
+    }
+
+    #[test]
+    fn streams_round_trip_only_for_the_right_identity() {
+        use std::io::{Read as _, Write as _};
+        let key = MasterKey::generate();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = encrypt_stream_to_recipient(&key.recipient(), Vec::new()).unwrap();
+        w.write_all(&data).unwrap();
+        let file = w.finish().unwrap();
+        let mut back = Vec::new();
+        decrypt_stream(&key, &file[..])
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+        assert!(decrypt_stream(&MasterKey::generate(), &file[..]).is_err());
+        // A cut-off file fails to read to the end.
+        let cut = &file[..file.len() - 100];
+        let mut partial = Vec::new();
+        assert!(decrypt_stream(&key, cut)
+            .unwrap()
+            .read_to_end(&mut partial)
+            .is_err());
     }
 }

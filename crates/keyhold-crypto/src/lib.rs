@@ -26,7 +26,10 @@ mod test_support;
 pub use aead::{open, seal, DataKey, SEAL_OVERHEAD};
 pub use blind::{IndexKey, MacKey};
 pub use error::CryptoError;
-pub use kek::{decrypt_with_identity, encrypt_to_recipient, MasterKey, MasterKeyring};
+pub use kek::{
+    decrypt_stream, decrypt_with_identity, encrypt_stream_to_recipient, encrypt_to_recipient,
+    MasterKey, MasterKeyring,
+};
 pub use password::PasswordHasher;
 pub use random::{constant_time_eq, random_array, random_token, sha256};
 pub use signing::{verify_signature, AuditSigningKey};

@@ -200,6 +200,9 @@ impl Aad<'_> {
     }
 }
 
+/// Passes of a rotation before it gives up on a store whose keys keep changing.
+const REWRAP_PASSES: usize = 5;
+
 pub struct Vault {
     keyring: RwLock<Arc<MasterKeyring>>,
     index: IndexKey,
@@ -303,22 +306,43 @@ impl Vault {
     }
 
     /// Re-wraps every data key in the store under the newest master key of
-    /// `keyring`, then makes that keyring current. Records are not touched.
+    /// `keyring`. Records are not touched. Safe while the service runs: the
+    /// new keyring becomes current first, so keys made meanwhile are wrapped
+    /// under the new master key, and each pass re-wraps (compare-and-swap)
+    /// only keys the newest master key cannot open yet, until none is left.
     /// Returns how many keys were re-wrapped.
     pub fn rewrap_all(&self, keyring: MasterKeyring) -> Result<usize, DomainError> {
-        let mut batch = Batch::new();
-        let mut n = 0;
-        for item in self.store.scan(DEKS, b"") {
-            let (k, wrapped) = item?;
-            let dek = keyring.unwrap(&wrapped)?;
-            let rewrapped = keyring.wrap(&dek)?;
-            // Compare-and-swap: a key changed meanwhile (e.g. erased) is not revived.
-            batch.require_equals(DEKS, k.clone(), Some(wrapped));
-            batch.put(DEKS, k, rewrapped);
-            n += 1;
+        let keyring = Arc::new(keyring);
+        let newest = keyring.newest_only();
+        *self.keyring.write().map_err(|_| poisoned())? = keyring.clone();
+        let mut total = 0;
+        for _ in 0..REWRAP_PASSES {
+            let mut batch = Batch::new();
+            let mut n = 0;
+            for item in self.store.scan(DEKS, b"") {
+                let (k, wrapped) = item?;
+                if newest.unwrap(&wrapped).is_ok() {
+                    continue;
+                }
+                let dek = keyring.unwrap(&wrapped)?;
+                let rewrapped = keyring.wrap(&dek)?;
+                // Compare-and-swap: a key changed meanwhile (e.g. erased) is not revived.
+                batch.require_equals(DEKS, k.clone(), Some(wrapped));
+                batch.put(DEKS, k, rewrapped);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(total);
+            }
+            match self.store.submit(batch).wait() {
+                Ok(_) => total += n,
+                // A key was erased or created under us: scan again.
+                Err(keyhold_storage::StorageError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
-        self.store.submit(batch).wait()?;
-        *self.keyring.write().map_err(|_| poisoned())? = Arc::new(keyring);
-        Ok(n)
+        Err(DomainError::Internal(
+            "data keys kept changing during the rotation; run it again".into(),
+        ))
     }
 }

@@ -48,3 +48,61 @@ async fn a_master_key_from_another_keys_folder_is_refused_at_open() {
     assert_eq!(view.entries.len(), 1);
     drop(dir);
 }
+
+/// A rotation while the service creates data keys: every key, made before,
+/// during or after, ends up wrapped under the new master key, so the old one
+/// can go. (Were the new keyring made current only after the re-wrap, a key
+/// created in between would stay under the old master key and be lost with it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_while_keys_are_being_made_leaves_none_under_the_old_key() {
+    use keyhold_domain::keystore::add_master_key;
+    use keyhold_domain::trees::DEKS;
+    let env = Env::new();
+    let keys = env.dir.path().join("keys");
+    // A bounded number of keys, made while the rotations run: every scan of a
+    // rotation is then short, and the makers keep racing it.
+    const EACH: usize = 40;
+    let makers: Vec<_> = (0..3)
+        .map(|m| {
+            let core = env.core.clone();
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    let email = format!("p{m}-{n}@rotation.test");
+                    core.create_account_for("Test Person", &email, "a long enough password", None)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut rotations = 0;
+    while !makers.iter().all(|m| m.is_finished()) && rotations < 50 {
+        add_master_key(&keys).unwrap();
+        let ring = load_keys(&keys).unwrap().keyring;
+        let core = env.core.clone();
+        tokio::task::spawn_blocking(move || core.rewrap_data_keys(ring))
+            .await
+            .unwrap()
+            .unwrap();
+        rotations += 1;
+    }
+    for m in makers {
+        m.await.unwrap();
+    }
+    let made = 3 * EACH;
+    assert!(
+        rotations >= 2,
+        "only {rotations} rotations overlapped the makers"
+    );
+    let newest = load_keys(&keys).unwrap().keyring.newest_only();
+    let mut checked = 0;
+    for row in env.store().scan(DEKS, b"") {
+        let (_, wrapped) = row.unwrap();
+        assert!(
+            newest.unwrap(&wrapped).is_ok(),
+            "a data key is not under the newest master key"
+        );
+        checked += 1;
+    }
+    assert!(checked > made, "{checked} keys for {made} accounts");
+}
