@@ -39,6 +39,8 @@ pub enum AuditAction {
     BreakGlass,
     KeyRotation,
     VerifyIdentity,
+    /// A patient's record erased (crypto-shredded).
+    Erase,
 }
 
 impl AuditAction {
@@ -58,6 +60,7 @@ impl AuditAction {
             AuditAction::BreakGlass => "Emergency access",
             AuditAction::VerifyIdentity => "Identity checked",
             AuditAction::KeyRotation => "Rotated keys",
+            AuditAction::Erase => "Erased the record",
         }
     }
 }

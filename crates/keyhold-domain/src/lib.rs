@@ -9,6 +9,7 @@ mod access_log;
 mod accounts;
 pub mod assignments;
 pub mod audit;
+pub mod backup;
 mod break_glass;
 mod category;
 pub mod checkpoint;
@@ -19,6 +20,7 @@ mod credentials;
 pub mod demo;
 mod documents;
 mod email;
+pub mod erasure;
 mod error;
 mod export;
 pub mod feeds;
@@ -79,4 +81,6 @@ pub use worklists::{
 
 /// Re-exported so the binary can build key rings without naming the crypto crate.
 pub use keyhold_crypto::passphrase;
-pub use keyhold_crypto::{random_token, MacKey, MasterKeyring};
+pub use keyhold_crypto::{
+    decrypt_stream, encrypt_stream_to_recipient, random_token, MacKey, MasterKey, MasterKeyring,
+};

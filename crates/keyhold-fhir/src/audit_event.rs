@@ -15,7 +15,7 @@ pub fn action_code(a: AuditAction) -> &'static str {
         AuditAction::Create | AuditAction::Grant | AuditAction::SignUp => "C",
         AuditAction::Read | AuditAction::Export => "R",
         AuditAction::Update | AuditAction::Revoke => "U",
-        AuditAction::Delete => "D",
+        AuditAction::Delete | AuditAction::Erase => "D",
         AuditAction::SignIn
         | AuditAction::SignInFailed
         | AuditAction::SignOut

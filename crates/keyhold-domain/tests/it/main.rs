@@ -9,6 +9,7 @@ mod concurrency;
 mod consent;
 mod credentials;
 mod demo;
+mod erasure;
 mod hashing;
 mod helpers;
 mod identity;
