@@ -12,9 +12,15 @@ use keyhold_domain::checkpoint::{
     run_checkpointer, verify_checkpoints, AuditBreak, CheckpointConfig, CheckpointFailure, Source,
 };
 use keyhold_domain::clock::SystemClock;
-use keyhold_domain::keystore::{add_master_key, init_keys, load_keys};
+use keyhold_domain::keystore::{init_keys, load_keys};
+use keyhold_domain::PatientId;
 use keyhold_domain::{DomainError, FirstAdministrator, Keyhold, Settings};
 use keyhold_web::{AppState, Application, ServerLimits, WebConfig};
+
+mod control;
+mod operator;
+
+use operator::ErasureTarget;
 
 #[derive(Parser)]
 #[command(
@@ -95,6 +101,58 @@ enum Command {
     Oidc {
         #[command(subcommand)]
         command: OidcCommand,
+    },
+    /// Write an encrypted backup of the store (while the server runs, too).
+    Backup {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        keys: PathBuf,
+        /// The backup file to create (refused if it exists).
+        #[arg(long)]
+        to: PathBuf,
+        /// The age recipient (`age1…`) the backup is encrypted to; keep its
+        /// identity off this host.
+        #[arg(long)]
+        recipient: String,
+    },
+    /// Restore a backup into a new data folder.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        /// The age identity file (`AGE-SECRET-KEY-1…`) of the backup's recipient.
+        #[arg(long)]
+        identity: PathBuf,
+        /// A data folder with no store in it.
+        #[arg(long)]
+        data: PathBuf,
+        /// The keys folder: if given, its erasure ledger is applied at once
+        /// (otherwise at the next start).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
+    /// Patients' records.
+    Patient {
+        #[command(subcommand)]
+        command: PatientCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PatientCommand {
+    /// Erase a patient's record for good (crypto-shredding), and the sign-in
+    /// that is only theirs. Recorded in the erasure ledger in the keys folder.
+    Erase {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        keys: PathBuf,
+        /// The record's NHS number.
+        #[arg(long, conflicts_with = "patient", required_unless_present = "patient")]
+        nhs_number: Option<String>,
+        /// The record's id (as the audit trail shows it).
+        #[arg(long)]
+        patient: Option<PatientId>,
     },
 }
 
@@ -253,11 +311,125 @@ fn server_limits() -> Result<ServerLimits> {
 
 /// Opens the service with mail from the environment (`KEYHOLD_SMTP_URL`, else
 /// the outbox folder `DATA/outbox`; see OPERATIONS).
+/// Erasures listed in the keys folder's ledger but not reflected in the store
+/// (a restored older backup) are finished before anything else.
 fn open(data: &Path, keys: &Path) -> Result<Arc<Keyhold>> {
+    Ok(open_reporting(data, keys)?.0)
+}
+
+/// [`open`], and the patients the erasure ledger erased again.
+fn open_reporting(data: &Path, keys: &Path) -> Result<(Arc<Keyhold>, Vec<PatientId>)> {
     let loaded = load_keys(keys)?;
     let mailer = keyhold_mail::Mailer::from_env(data)?;
     tracing::info!(mail = %mailer.describe(), "mail");
-    Ok(Keyhold::open(data, loaded, settings()?, Arc::new(SystemClock))?.with_mailer(mailer)?)
+    let core =
+        Keyhold::open(data, loaded, settings()?, Arc::new(SystemClock))?.with_mailer(mailer)?;
+    let erased = operator::apply_ledger(&core, keys)?;
+    Ok((core, erased))
+}
+
+/// `keyhold backup`: a consistent snapshot, from the running server if there
+/// is one, streamed through age to `to` (written under a temporary name and
+/// renamed once complete and synced, so `to` is never a partial backup).
+fn backup(data: &Path, keys: &Path, to: &Path, recipient: &str) -> Result<()> {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // A bad recipient fails before anything is read or written.
+    keyhold_domain::encrypt_stream_to_recipient(recipient, std::io::sink())
+        .map_err(|_| anyhow::anyhow!("--recipient must be an age X25519 recipient (age1…)"))?;
+    if to.exists() {
+        bail!("{} exists; a backup never overwrites a file", to.display());
+    }
+    let mut partial = to.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let written = (|| -> Result<(u64, &'static str)> {
+        let mut w =
+            keyhold_domain::encrypt_stream_to_recipient(recipient, std::io::BufWriter::new(file))?;
+        let taken = match control::connect(data) {
+            Some(server) => {
+                let (reply, reader) = control::call(server, &control::Request::Snapshot)?;
+                let copied = std::io::copy(&mut reader.take(reply.bytes), &mut w)?;
+                if copied != reply.bytes {
+                    bail!(
+                        "the running server sent {copied} of {} snapshot bytes",
+                        reply.bytes
+                    );
+                }
+                (reply.rows, "from the running server")
+            }
+            None => {
+                existing_store(data)?;
+                let core = open(data, keys)?;
+                (operator::snapshot(&core, &mut w)?, "from the store")
+            }
+        };
+        let mut inner = w.finish()?;
+        inner.flush()?;
+        let file = inner
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("writing the backup: {}", e.error()))?;
+        file.sync_all()?;
+        Ok(taken)
+    })();
+    let (rows, source) = match written {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&partial, to).with_context(|| format!("renaming to {}", to.display()))?;
+    if let Some(dir) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    let size = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "backup of {rows} rows ({source}) written to {} ({size} bytes), encrypted to {}",
+        to.display(),
+        recipient.trim()
+    );
+    println!(
+        "it holds data keys only wrapped by your master keys: keep the keys folder's master keys \
+         as long as you keep this backup"
+    );
+    Ok(())
+}
+
+/// `keyhold restore`: decrypts with the identity and rebuilds the store in a
+/// new data folder; with `--keys`, applies the erasure ledger at once.
+fn restore(from: &Path, identity: &Path, data: &Path, keys: Option<&Path>) -> Result<()> {
+    let text = std::fs::read_to_string(identity)
+        .with_context(|| format!("reading {}", identity.display()))?;
+    let identity =
+        keyhold_domain::MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("--identity: {e}"))?;
+    let file = std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
+    let reader = keyhold_domain::decrypt_stream(&identity, std::io::BufReader::new(file))
+        .map_err(|_| anyhow::anyhow!("{} does not decrypt with that identity", from.display()))?;
+    let rows = keyhold_domain::backup::restore_snapshot(std::io::BufReader::new(reader), data)?;
+    println!("restored {rows} rows into {}", data.join("store").display());
+    match keys {
+        Some(keys) => {
+            let (_, erased) = open_reporting(data, keys)?;
+            println!(
+                "erasure ledger applied: {} patient(s) erased since the backup were erased again",
+                erased.len()
+            );
+        }
+        None => println!(
+            "`keyhold serve --data {} --keys DIR` applies the erasure ledger in DIR before it serves",
+            data.display()
+        ),
+    }
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -336,34 +508,63 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys {
             command: KeysCommand::Rotate { keys, data },
         } => {
-            existing_store(&data)?;
-            // Open with the current keys first: the canary proves they belong to
-            // this store before anything is added to the keys folder.
-            let core = open(&data, &keys)?;
-            let new = add_master_key(&keys)?;
-            let loaded = load_keys(&keys)?;
-            let old: Vec<PathBuf> = loaded
-                .master_files
-                .iter()
-                .filter(|p| **p != new)
-                .cloned()
-                .collect();
-            let n = match core.rewrap_data_keys(loaded.keyring) {
-                Ok(n) => n,
-                Err(e) => {
-                    // Nothing was re-wrapped (one atomic batch): withdraw the new key.
-                    let _ = std::fs::remove_file(&new);
-                    bail!("rotation failed, nothing changed: {e}");
+            let rotated = match control::connect(&data) {
+                Some(server) => {
+                    let (reply, _) = control::call(server, &control::Request::Rotate)?;
+                    println!("rotated by the running server");
+                    serde_json::from_str(&reply.message)
+                        .context("the running server's rotation report is unreadable")?
+                }
+                None => {
+                    existing_store(&data)?;
+                    // Open with the current keys first: the canary proves they
+                    // belong to this store before anything is added to the keys folder.
+                    let core = open(&data, &keys)?;
+                    operator::rotate(&core, &keys, true)?
                 }
             };
-            println!("created {}", new.display());
-            println!("re-wrapped {n} data keys under it; records were not re-encrypted");
-            if !old.is_empty() {
-                println!("these older master keys are no longer needed and can be deleted (after your next backup):");
-                for p in old {
-                    println!("  {}", p.display());
+            operator::print_rotated(&rotated);
+        }
+        Command::Backup {
+            data,
+            keys,
+            to,
+            recipient,
+        } => backup(&data, &keys, &to, &recipient)?,
+        Command::Restore {
+            from,
+            identity,
+            data,
+            keys,
+        } => restore(&from, &identity, &data, keys.as_deref())?,
+        Command::Patient {
+            command:
+                PatientCommand::Erase {
+                    data,
+                    keys,
+                    nhs_number,
+                    patient,
+                },
+        } => {
+            let target = match (nhs_number, patient) {
+                (Some(n), None) => ErasureTarget::NhsNumber(n),
+                (None, Some(p)) => ErasureTarget::Patient(p),
+                _ => bail!("give one of --nhs-number and --patient"),
+            };
+            let message = match control::connect(&data) {
+                Some(server) => {
+                    control::call(server, &control::Request::Erase { target })?
+                        .0
+                        .message
                 }
-            }
+                None => {
+                    existing_store(&data)?;
+                    let core = open(&data, &keys)?;
+                    let (patient, report) = operator::erase(&core, &keys, &target)?;
+                    operator::describe_erasure(patient, &report)
+                }
+            };
+            println!("{message}");
         }
         Command::Audit {
             command:
@@ -633,6 +834,7 @@ fn serve(
     } else {
         core
     };
+    let control = control::listen(core.clone(), data, keys)?;
     let rt = runtime()?;
     rt.block_on(async move {
         let indexed = core.index_grants_by_org().await?;
@@ -694,6 +896,7 @@ fn serve(
         if let Err(e) = checkpointer.await {
             tracing::error!("the audit checkpointer failed: {e}");
         }
+        let _ = std::fs::remove_file(&control);
         served?;
         tracing::info!("stopped");
         Ok::<(), anyhow::Error>(())

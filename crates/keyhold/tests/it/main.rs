@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod audit_tamper;
+mod backup;
 mod checkpoints;
 mod common;
 mod demo_command;
