@@ -128,6 +128,7 @@ fn answer(core: &Keyhold, data: &Path, keys: &Path, mut stream: UnixStream) -> R
             // wait only as long as a local copy takes, not as long as the
             // client takes to read it.
             let mut file = tempfile::tempfile_in(data)?;
+            let started = std::time::Instant::now();
             let taken = {
                 let mut w = std::io::BufWriter::new(&mut file);
                 let rows = operator::snapshot(core, &mut w);
@@ -137,6 +138,12 @@ fn answer(core: &Keyhold, data: &Path, keys: &Path, mut stream: UnixStream) -> R
             match taken {
                 Ok(rows) => {
                     let bytes = file.stream_position()?;
+                    tracing::info!(
+                        rows,
+                        bytes,
+                        writes_held_ms = started.elapsed().as_millis() as u64,
+                        "snapshot taken"
+                    );
                     file.rewind()?;
                     send(
                         &mut stream,
