@@ -33,6 +33,9 @@ pub struct ServerLimits {
     pub upload_timeout: Duration,
     /// Open connections at once; the next waits in the kernel's backlog.
     pub max_connections: usize,
+    /// Requests in flight at once on one HTTP/2 connection (advertised in
+    /// its SETTINGS), so the connection cap bounds requests too.
+    pub max_streams_per_connection: u32,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
 }
@@ -44,6 +47,7 @@ impl Default for ServerLimits {
             request_timeout: Duration::from_secs(60),
             upload_timeout: Duration::from_secs(600),
             max_connections: 1024,
+            max_streams_per_connection: 32,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -86,6 +90,13 @@ pub(crate) async fn serve(
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_streams_per_connection.max(1))
+            // Pings find dead peers that hold streams open.
+            .keep_alive_interval(limits.header_read_timeout)
+            .keep_alive_timeout(limits.header_read_timeout);
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();

@@ -291,7 +291,7 @@ fn env_number(name: &str, range: std::ops::RangeInclusive<u64>) -> Result<Option
 
 /// Timeouts and the connection cap: `KEYHOLD_HEADER_TIMEOUT_SECS` (default
 /// 10), `KEYHOLD_REQUEST_TIMEOUT_SECS` (60), `KEYHOLD_UPLOAD_TIMEOUT_SECS` (600),
-/// `KEYHOLD_MAX_CONNECTIONS` (1024).
+/// `KEYHOLD_MAX_CONNECTIONS` (1024), `KEYHOLD_MAX_STREAMS` (32 per HTTP/2 connection).
 fn server_limits() -> Result<ServerLimits> {
     let mut l = ServerLimits::default();
     if let Some(s) = env_number("KEYHOLD_HEADER_TIMEOUT_SECS", 1..=300)? {
@@ -305,6 +305,9 @@ fn server_limits() -> Result<ServerLimits> {
     }
     if let Some(n) = env_number("KEYHOLD_MAX_CONNECTIONS", 1..=1_000_000)? {
         l.max_connections = usize::try_from(n).context("KEYHOLD_MAX_CONNECTIONS")?;
+    }
+    if let Some(n) = env_number("KEYHOLD_MAX_STREAMS", 1..=1000)? {
+        l.max_streams_per_connection = u32::try_from(n).context("KEYHOLD_MAX_STREAMS")?;
     }
     Ok(l)
 }

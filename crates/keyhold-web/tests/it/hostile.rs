@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use crate::helpers::{fast, is_html, signed_in, spawn_with, TestApp};
 
 const CONNECTIONS: usize = 6;
+const STREAMS: u32 = 3;
 
 async fn app() -> TestApp {
     spawn_with(
@@ -23,6 +24,7 @@ async fn app() -> TestApp {
                 request_timeout: Duration::from_secs(2),
                 upload_timeout: Duration::from_secs(4),
                 max_connections: CONNECTIONS,
+                max_streams_per_connection: STREAMS,
                 shutdown_grace: Duration::from_secs(5),
             },
             ..Default::default()
@@ -213,4 +215,51 @@ async fn an_upload_over_a_slow_link_gets_the_upload_timeout_not_the_request_time
     );
     assert_eq!(app.rows(keyhold_domain::trees::DOCUMENTS), 1);
     app.stop().await;
+}
+
+/// HTTP/2 (cleartext, prior knowledge) multiplexes requests on one
+/// connection, so the connection cap alone would not bound them: the server
+/// advertises its per-connection stream limit in its SETTINGS, and requests
+/// up to it are answered on one connection.
+#[tokio::test]
+async fn http2_connections_advertise_and_keep_a_stream_limit() {
+    use std::future::Future as _;
+    let app = app().await;
+    let tcp = TcpStream::connect(app.addr).await.unwrap();
+    let (client, mut conn) = h2::client::handshake(tcp).await.unwrap();
+    // Drive the connection by hand until the server's SETTINGS are in.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let advertised = loop {
+        std::future::poll_fn(|cx| {
+            let _ = std::pin::Pin::new(&mut conn).poll(cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+        let n = conn.max_concurrent_send_streams();
+        if n == STREAMS as usize || tokio::time::Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        advertised, STREAMS as usize,
+        "SETTINGS_MAX_CONCURRENT_STREAMS"
+    );
+    tokio::spawn(conn);
+    let mut client = client;
+    let mut pending = Vec::new();
+    for _ in 0..STREAMS {
+        client = client.ready().await.unwrap();
+        let req = http::Request::get(format!("http://{}/healthz", app.addr))
+            .body(())
+            .unwrap();
+        pending.push(client.send_request(req, true).unwrap().0);
+    }
+    for resp in pending {
+        let r = tokio::time::timeout(Duration::from_secs(5), resp)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
 }
