@@ -9,6 +9,7 @@ mod audit_tamper;
 mod backup;
 mod checkpoints;
 mod common;
+mod crash_loop;
 mod demo_command;
 mod identity_command;
 mod key_permissions;
