@@ -16,8 +16,8 @@ use keyhold_domain::PatientId;
 use memchr::memmem;
 
 use crate::common::{
-    assert_healthy, field, files_under, init_keys, open_core, run, run_ok, runtime, seed_demo,
-    serve, Server,
+    assert_healthy, field, files_under, hidden_input, init_keys, open_core, run, run_ok, runtime,
+    seed_demo, serve, Server,
 };
 
 const PASSWORD: &str = "backup test password 2026";
@@ -188,13 +188,6 @@ impl Load {
         }
         self.done.load(Ordering::Relaxed)
     }
-}
-
-fn hidden_input(html: &str, name: &str) -> Result<String, String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).ok_or("no csrf input")? + marker.len();
-    let len = html[start..].find('"').ok_or("csrf value not closed")?;
-    Ok(html[start..start + len].to_string())
 }
 
 async fn signed_in(base: &str, email: &str) -> Result<reqwest::Client, String> {

@@ -19,7 +19,9 @@ use keyhold_domain::open_store;
 use keyhold_domain::trees::{AUDIT, CHECKPOINTS};
 use keyhold_storage::{Batch, Store};
 
-use crate::common::{copy_dir, init_keys, keyhold, open_core, run, runtime, seed_demo, Run, LIMIT};
+use crate::common::{
+    copy_dir, hidden_input, init_keys, keyhold, open_core, run, runtime, seed_demo, Run, LIMIT,
+};
 
 fn key(seq: u64) -> Vec<u8> {
     seq.to_be_bytes().to_vec()
@@ -399,13 +401,6 @@ fn file_sizes(file: &Path, keys: &Path) -> Vec<u64> {
         .collect()
 }
 
-fn hidden_input(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).expect("the input is in the page") + marker.len();
-    let len = html[start..].find('"').expect("the value is closed");
-    html[start..start + len].to_string()
-}
-
 /// A client signed in as the demo patient (the sign-in is audited).
 async fn signed_in_client(base: &str) -> reqwest::Client {
     let client = reqwest::Client::builder()
@@ -415,7 +410,7 @@ async fn signed_in_client(base: &str) -> reqwest::Client {
         .build()
         .unwrap();
     let page = client.get(format!("{base}/signin")).send().await.unwrap();
-    let csrf = hidden_input(&page.text().await.unwrap(), "csrf_token");
+    let csrf = hidden_input(&page.text().await.unwrap(), "csrf_token").unwrap();
     let r = client
         .post(format!("{base}/signin"))
         .form(&[

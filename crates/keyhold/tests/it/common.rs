@@ -446,3 +446,16 @@ pub fn open_core(data: &Path, keys: &Path) -> Arc<Keyhold> {
     Keyhold::open(data, loaded, settings, Arc::new(SystemClock))
         .unwrap_or_else(|e| panic!("opening {} in-process: {e}", data.display()))
 }
+
+/// The value of `<input … name="NAME" value="…">` in `html` (a CSRF token, say).
+pub fn hidden_input(html: &str, name: &str) -> Result<String, String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .map(|i| i + marker.len())
+        .ok_or_else(|| format!("no `{name}` input in the page"))?;
+    let len = html[start..]
+        .find('"')
+        .ok_or_else(|| format!("the `{name}` input's value is not closed"))?;
+    Ok(html[start..start + len].to_string())
+}

@@ -32,7 +32,7 @@ use reqwest::header::LOCATION;
 use reqwest::StatusCode;
 use time::Date;
 
-use crate::common::{keyhold, run, runtime, Run, LIMIT};
+use crate::common::{hidden_input, keyhold, run, runtime, Run, LIMIT};
 
 const PASSWORD: &str = "keyhold-demo-2026";
 const PATIENT: &str = "patient@demo.keyhold.test";
@@ -205,12 +205,6 @@ fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let from = html.find(start)? + start.len();
     let len = html[from..].find(end)?;
     Some(&html[from..from + len])
-}
-
-fn hidden_input(html: &str, name: &str) -> Result<String, String> {
-    between(html, &format!("name=\"{name}\" value=\""), "\"")
-        .map(str::to_string)
-        .ok_or_else(|| format!("no `{name}` input in the page"))
 }
 
 /// `(id, link text)` of every `<a href="PREFIX{id}">` in the page, in order.

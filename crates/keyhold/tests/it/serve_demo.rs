@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use reqwest::header::LOCATION;
 use reqwest::StatusCode;
 
-use crate::common::{assert_healthy, runtime, serve};
+use crate::common::{assert_healthy, hidden_input, runtime, serve};
 
 const EMAIL: &str = "patient@demo.keyhold.test";
 const PASSWORD: &str = "keyhold-demo-2026";
@@ -21,19 +21,6 @@ const SIGNINS: [(&str, &str); 6] = [
     ("doctor@demo.keyhold.test", "emergency access"),
     ("carer@demo.keyhold.test", "carer"),
 ];
-
-/// The value of `<input … name="NAME" value="…">` in `html`.
-fn hidden_input(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .map(|i| i + marker.len())
-        .unwrap_or_else(|| panic!("no `{name}` input in the page:\n{html}"));
-    let len = html[start..]
-        .find('"')
-        .expect("the value attribute is closed");
-    html[start..start + len].to_string()
-}
 
 /// Rows of data (`<td>`) inside the page's table bodies.
 fn table_cells(html: &str) -> usize {
@@ -109,7 +96,7 @@ fn serve_demo_on_an_empty_folder_creates_keys_and_prints_signins() {
 
         let page = client.get(format!("{base}/signin")).send().await.unwrap();
         assert_eq!(page.status(), StatusCode::OK, "GET /signin");
-        let csrf = hidden_input(&page.text().await.unwrap(), "csrf_token");
+        let csrf = hidden_input(&page.text().await.unwrap(), "csrf_token").unwrap();
         assert!(
             !csrf.is_empty(),
             "the sign-in form carries an empty csrf_token"
