@@ -30,12 +30,22 @@ const SOCKET: &str = "keyhold.sock";
 /// A request is one short JSON line.
 const MAX_REQUEST: u64 = 4096;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Snapshot,
     Rotate,
     Erase { target: ErasureTarget },
+}
+
+impl Request {
+    fn op(&self) -> &'static str {
+        match self {
+            Request::Snapshot => "snapshot",
+            Request::Rotate => "rotate",
+            Request::Erase { .. } => "erase",
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -121,7 +131,8 @@ fn answer(core: &Keyhold, data: &Path, keys: &Path, mut stream: UnixStream) -> R
             )
         }
     };
-    tracing::info!(?request, "control request");
+    // The operation only: an erasure's NHS number must not reach the log.
+    tracing::info!(op = request.op(), "control request");
     match request {
         Request::Snapshot => {
             // Taken into an unnamed file beside the store first, so writes

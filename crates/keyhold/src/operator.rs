@@ -61,7 +61,8 @@ pub fn rotate(core: &Keyhold, keys: &Path, exclusive: bool) -> Result<Rotated> {
 }
 
 /// Who to erase: the operator names a record by NHS number or by its id.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// No `Debug`: the NHS number must not end up in a log line.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErasureTarget {
     NhsNumber(String),

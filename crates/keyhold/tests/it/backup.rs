@@ -369,7 +369,17 @@ fn a_restore_from_before_an_erasure_does_not_bring_the_patient_back() {
         erase.describe()
     );
     assert_healthy(&server, "after the erasure");
-    drop(server);
+    let log = server.stop();
+    assert!(
+        log.contains("control request"),
+        "the request is logged:\n{log}"
+    );
+    for f in ["nhs_number", "nhs_number_formatted"] {
+        assert!(
+            !log.contains(field(&ids[0], f)),
+            "the NHS number reached the log:\n{log}"
+        );
+    }
     assert!(!holds(&data, DEKS, &dek_key(erased)));
 
     // Restored without the keys folder, the old store still has the patient…
