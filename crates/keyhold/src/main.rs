@@ -837,7 +837,17 @@ fn serve(
     } else {
         core
     };
-    let control = control::listen(core.clone(), data, keys)?;
+    // Without it the server still serves; only the operator commands need it
+    // stopped (a data path too long for a socket, say).
+    let control = match control::listen(core.clone(), data, keys) {
+        Ok(path) => Some(path),
+        Err(e) => {
+            tracing::warn!(
+                "no control socket ({e:#}): backup, key rotation and erasure will need the server stopped"
+            );
+            None
+        }
+    };
     let rt = runtime()?;
     rt.block_on(async move {
         let indexed = core.index_grants_by_org().await?;
@@ -899,7 +909,9 @@ fn serve(
         if let Err(e) = checkpointer.await {
             tracing::error!("the audit checkpointer failed: {e}");
         }
-        let _ = std::fs::remove_file(&control);
+        if let Some(path) = &control {
+            let _ = std::fs::remove_file(path);
+        }
         served?;
         tracing::info!("stopped");
         Ok::<(), anyhow::Error>(())

@@ -509,3 +509,17 @@ fn rotation_while_serving_after_an_erasure_leaves_no_key_to_the_erased_record() 
         "only {opened} of {blobs} wrapped keys opened with the new master key"
     );
 }
+
+/// A data folder whose path is too long for a Unix socket still serves; the
+/// log says the operator commands need the server stopped.
+#[test]
+fn a_data_path_too_long_for_the_control_socket_still_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deep = tmp.path().join("d".repeat(60)).join("e".repeat(60));
+    let (keys, data) = (deep.join("keys"), deep.join("data"));
+    init_keys(&keys);
+    let server = serve(&data, &keys, &[]);
+    assert_healthy(&server, "without a control socket");
+    let log = server.stop();
+    assert!(log.contains("no control socket"), "{log}");
+}
