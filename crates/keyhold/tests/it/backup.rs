@@ -16,8 +16,8 @@ use keyhold_domain::PatientId;
 use memchr::memmem;
 
 use crate::common::{
-    assert_healthy, field, files_under, hidden_input, init_keys, open_core, run, run_ok, runtime,
-    seed_demo, serve, Server,
+    assert_healthy, field, files_under, init_keys, open_core, run, run_ok, runtime, seed_demo,
+    serve, signed_in, Server,
 };
 
 const PASSWORD: &str = "backup test password 2026";
@@ -144,7 +144,7 @@ impl Load {
         let thread = std::thread::spawn(move || {
             runtime().block_on(async move {
                 while !s.load(Ordering::Relaxed) {
-                    let client = signed_in(&base, &email).await?;
+                    let client = signed_in(&base, &email, PASSWORD).await?;
                     for _ in 0..5 {
                         let r = client
                             .get(format!("{base}/record"))
@@ -190,43 +190,12 @@ impl Load {
     }
 }
 
-async fn signed_in(base: &str, email: &str) -> Result<reqwest::Client, String> {
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let page = client
-        .get(format!("{base}/signin"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let csrf = hidden_input(&page.text().await.map_err(|e| e.to_string())?, "csrf_token")?;
-    let r = client
-        .post(format!("{base}/signin"))
-        .form(&[
-            ("email", email),
-            ("password", PASSWORD),
-            ("csrf_token", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if r.status() != reqwest::StatusCode::SEE_OTHER {
-        return Err(format!("sign-in: {}", r.status()));
-    }
-    Ok(client)
-}
-
 /// The data key of `patient`, unwrapped with the master key file `master`
 /// (read through the storage layer: no server may hold the folder).
 fn data_key(data: &Path, master: &Path, patient: PatientId) -> Vec<u8> {
     let store = keyhold_domain::open_store(data).unwrap();
-    let mut k = vec![b'p'];
-    k.extend_from_slice(patient.as_bytes());
     let wrapped = store
-        .get(DEKS, &k)
+        .get(DEKS, &dek_key(patient))
         .unwrap()
         .expect("the patient has a data key");
     let key = MasterKey::parse(&std::fs::read_to_string(master).unwrap()).unwrap();

@@ -20,7 +20,7 @@ use keyhold_domain::trees::{AUDIT, CHECKPOINTS};
 use keyhold_storage::{Batch, Store};
 
 use crate::common::{
-    copy_dir, hidden_input, init_keys, keyhold, open_core, run, runtime, seed_demo, Run, LIMIT,
+    copy_dir, init_keys, keyhold, open_core, run, runtime, seed_demo, signed_in, Run, LIMIT,
 };
 
 fn key(seq: u64) -> Vec<u8> {
@@ -403,26 +403,13 @@ fn file_sizes(file: &Path, keys: &Path) -> Vec<u64> {
 
 /// A client signed in as the demo patient (the sign-in is audited).
 async fn signed_in_client(base: &str) -> reqwest::Client {
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let page = client.get(format!("{base}/signin")).send().await.unwrap();
-    let csrf = hidden_input(&page.text().await.unwrap(), "csrf_token").unwrap();
-    let r = client
-        .post(format!("{base}/signin"))
-        .form(&[
-            ("email", "patient@demo.keyhold.test"),
-            ("password", keyhold_domain::demo::DEMO_PASSWORD),
-            ("csrf_token", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER, "demo sign-in");
-    client
+    signed_in(
+        base,
+        "patient@demo.keyhold.test",
+        keyhold_domain::demo::DEMO_PASSWORD,
+    )
+    .await
+    .expect("demo sign-in")
 }
 
 #[test]

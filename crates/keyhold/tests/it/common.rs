@@ -459,3 +459,34 @@ pub fn hidden_input(html: &str, name: &str) -> Result<String, String> {
         .ok_or_else(|| format!("the `{name}` input's value is not closed"))?;
     Ok(html[start..start + len].to_string())
 }
+
+/// A client (cookies kept, redirects not followed) signed in through the
+/// sign-in form as `email`; an error says which step failed.
+pub async fn signed_in(base: &str, email: &str, password: &str) -> Result<reqwest::Client, String> {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let page = client
+        .get(format!("{base}/signin"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let csrf = hidden_input(&page.text().await.map_err(|e| e.to_string())?, "csrf_token")?;
+    let r = client
+        .post(format!("{base}/signin"))
+        .form(&[
+            ("email", email),
+            ("password", password),
+            ("csrf_token", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status() != reqwest::StatusCode::SEE_OTHER {
+        return Err(format!("sign-in: {}", r.status()));
+    }
+    Ok(client)
+}
