@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use crate::batch::{Batch, ChainLink, Committed, Op, Precondition, Ticket, TicketInner, TreeName};
 use crate::engine::{Engine, Write};
-use crate::kv::{full_key, StoreStats};
+use crate::kv::{full_key, StoreStats, GROUP_SIZE_BOUNDS};
 use crate::StorageError;
 
 /// Upper bound on batches that share one flush, so one group's latency stays
@@ -36,6 +36,7 @@ struct Counters {
     batches: AtomicU64,
     flushes: AtomicU64,
     largest_group: AtomicU64,
+    group_sizes: [AtomicU64; GROUP_SIZE_BOUNDS.len()],
 }
 
 pub(crate) struct Committer {
@@ -116,6 +117,9 @@ impl Committer {
             batches_committed: self.counters.batches.load(Ordering::Relaxed),
             flushes: self.counters.flushes.load(Ordering::Relaxed),
             largest_group: self.counters.largest_group.load(Ordering::Relaxed),
+            group_sizes: std::array::from_fn(|i| {
+                self.counters.group_sizes[i].load(Ordering::Relaxed)
+            }),
         }
     }
 }
@@ -177,6 +181,7 @@ impl<E: Engine> Worker<E> {
         counters.flushes.fetch_add(1, Ordering::Relaxed);
         counters.batches.fetch_add(n, Ordering::Relaxed);
         counters.largest_group.fetch_max(n, Ordering::Relaxed);
+        counters.group_sizes[StoreStats::bucket(n)].fetch_add(1, Ordering::Relaxed);
         for (result, reply) in results {
             let answer = match (&flushed, result) {
                 (Ok(()), r) => r,

@@ -18,12 +18,29 @@ pub type KvIter<'a> = Box<dyn Iterator<Item = Result<Pair, StorageError>> + Send
 /// Receives each row of a snapshot (see [`Store::export`]); an error stops it.
 pub type RowSink<'a> = dyn FnMut(&[u8], &[u8]) -> std::io::Result<()> + 'a;
 
+/// Upper bounds of the group-size histogram in [`StoreStats::group_sizes`]:
+/// batches made durable by one flush (one commit, for PostgreSQL).
+pub const GROUP_SIZE_BOUNDS: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
 /// Counters a `/metrics` page or a benchmark can read.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StoreStats {
     pub batches_committed: u64,
     pub flushes: u64,
     pub largest_group: u64,
+    /// How many groups had at most `GROUP_SIZE_BOUNDS[i]` batches (and more
+    /// than the bound before): not cumulative.
+    pub group_sizes: [u64; GROUP_SIZE_BOUNDS.len()],
+}
+
+impl StoreStats {
+    /// Counts one group of `n` batches into [`StoreStats::group_sizes`].
+    pub(crate) fn bucket(n: u64) -> usize {
+        GROUP_SIZE_BOUNDS
+            .iter()
+            .position(|b| n <= *b)
+            .unwrap_or(GROUP_SIZE_BOUNDS.len() - 1)
+    }
 }
 
 /// The storage boundary. Object-safe so the domain holds `Arc<dyn Store>` and a

@@ -23,6 +23,6 @@ mod sled_engine;
 
 pub use batch::{Batch, ChainLink, Committed, Ticket, TreeName};
 pub use error::StorageError;
-pub use kv::{KvIter, Pair, RowSink, Store, StoreStats};
+pub use kv::{KvIter, Pair, RowSink, Store, StoreStats, GROUP_SIZE_BOUNDS};
 pub use memory::open_memory;
 pub use sled_engine::{open_sled, restore_sled};
