@@ -21,21 +21,21 @@ pub const LOGIN_FLOWS: TreeName = TreeName::new("login_flows");
 /// `sha256(session token)` → `SessionRowV1`. The token itself is never stored.
 pub const SESSIONS: TreeName = TreeName::new("sessions");
 /// `patient_id` → `PatientRowV1` (sealed demographics).
-pub const PATIENTS: TreeName = TreeName::new("patients");
+pub const PATIENTS: TreeName = TreeName::by_patient("patients");
 /// `blind("nhs-number", digits)` → `patient_id`.
 pub const PATIENTS_BY_NHS: TreeName = TreeName::new("patients_by_nhs");
 /// `patient_id ‖ entry_id` → `EntryRowV1` (sealed entry).
-pub const ENTRIES: TreeName = TreeName::new("entries");
+pub const ENTRIES: TreeName = TreeName::by_patient("entries");
 /// `patient_id ‖ document_id` → `DocumentRowV1` (sealed metadata, chunk count).
-pub const DOCUMENTS: TreeName = TreeName::new("documents");
+pub const DOCUMENTS: TreeName = TreeName::by_patient("documents");
 /// `patient_id ‖ document_id ‖ chunk index (u32 BE)` → sealed chunk.
-pub const DOC_CHUNKS: TreeName = TreeName::new("doc_chunks");
+pub const DOC_CHUNKS: TreeName = TreeName::by_patient("doc_chunks");
 /// `seq (u64 BE)` → audit entry (see `audit::entry`): hash-chained, append-only.
 pub const AUDIT: TreeName = TreeName::new("audit");
 /// `patient_id ‖ seq (u64 BE)` → empty: that patient's audit entries.
-pub const AUDIT_BY_PATIENT: TreeName = TreeName::new("audit_by_patient");
+pub const AUDIT_BY_PATIENT: TreeName = TreeName::by_patient("audit_by_patient");
 /// `patient_id ‖ grant_id` → `GrantRowV1` (the grant, sealed under the patient's key).
-pub const GRANTS: TreeName = TreeName::new("grants");
+pub const GRANTS: TreeName = TreeName::by_patient("grants");
 /// `account_id ‖ patient_id ‖ grant_id` → empty: grants to an account.
 pub const GRANTS_BY_ACCOUNT: TreeName = TreeName::new("grants_by_account");
 /// `org_id ‖ patient_id ‖ grant_id` → empty: grants to an organisation, so a
@@ -52,7 +52,7 @@ pub const MEMBERS_BY_ACCOUNT: TreeName = TreeName::new("members_by_account");
 /// `org_id ‖ staff_invite_id` → `StaffInviteRowV1` (address sealed under the org's key).
 pub const STAFF_INVITES: TreeName = TreeName::new("staff_invites");
 /// `patient_id ‖ break_glass_id` → `BreakGlassRowV1` (reason sealed).
-pub const BREAK_GLASS: TreeName = TreeName::new("break_glass");
+pub const BREAK_GLASS: TreeName = TreeName::by_patient("break_glass");
 /// `org_id ‖ break_glass_id` → `patient_id`: an organisation's uses, for its report.
 pub const BREAK_GLASS_BY_ORG: TreeName = TreeName::new("break_glass_by_org");
 /// `client_id` → `FeedClientRowV1` (an organisation's system and its public keys).
@@ -72,7 +72,7 @@ pub const CHECKPOINTS: TreeName = TreeName::new("checkpoints");
 /// `patient_id ‖ assignment_id` → `AssignmentRowV1` (see `assignments`): a
 /// questionnaire sent to the patient, by whom and what became of it, sealed
 /// under the patient's key.
-pub const QUESTIONNAIRE_ASSIGNMENTS: TreeName = TreeName::new("questionnaire_assignments");
+pub const QUESTIONNAIRE_ASSIGNMENTS: TreeName = TreeName::by_patient("questionnaire_assignments");
 /// `account_id ‖ org_id` → `SealedListRowV1` (see `worklists`): the last 20
 /// records a professional opened for an organisation, sealed under their
 /// account's key. Who they looked at is theirs alone.

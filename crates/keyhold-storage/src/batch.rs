@@ -7,8 +7,19 @@ use crate::StorageError;
 
 /// The name of a logical tree (a table, for a SQL backend). Names are short,
 /// static and free of NUL bytes; the domain declares them with their key layout.
+///
+/// A tree declared with [`TreeName::by_patient`] promises that every key starts
+/// with the 16-byte id of the patient the row belongs to. The embedded backends
+/// ignore this; PostgreSQL stores such rows in `patient_rows`, keyed (and, on
+/// Citus, distributed) by that id, so one patient's rows live together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TreeName(&'static str);
+pub struct TreeName {
+    name: &'static str,
+    by_patient: bool,
+}
+
+/// Length of the patient id that begins every key of a [`TreeName::by_patient`] tree.
+pub const PATIENT_ID_LEN: usize = 16;
 
 impl TreeName {
     /// Declares a tree. Names must be non-empty ASCII without NUL; this is checked
@@ -24,11 +35,28 @@ impl TreeName {
             );
             i += 1;
         }
-        TreeName(name)
+        TreeName {
+            name,
+            by_patient: false,
+        }
+    }
+
+    /// Declares a tree whose every key starts with a patient id
+    /// ([`PATIENT_ID_LEN`] bytes).
+    pub const fn by_patient(name: &'static str) -> Self {
+        TreeName {
+            by_patient: true,
+            ..TreeName::new(name)
+        }
     }
 
     pub fn as_str(&self) -> &'static str {
-        self.0
+        self.name
+    }
+
+    /// Whether keys start with a patient id (see [`TreeName::by_patient`]).
+    pub fn is_by_patient(&self) -> bool {
+        self.by_patient
     }
 }
 

@@ -19,10 +19,12 @@ mod engine;
 mod error;
 mod kv;
 mod memory;
+mod pg;
 mod sled_engine;
 
-pub use batch::{Batch, ChainLink, Committed, Ticket, TreeName};
+pub use batch::{Batch, ChainLink, Committed, Ticket, TreeName, PATIENT_ID_LEN};
 pub use error::StorageError;
 pub use kv::{KvIter, Pair, RowSink, Store, StoreStats, GROUP_SIZE_BOUNDS};
 pub use memory::open_memory;
+pub use pg::{create_database, open_postgres, PgOptions, SCHEMA as POSTGRES_SCHEMA};
 pub use sled_engine::{open_sled, restore_sled};

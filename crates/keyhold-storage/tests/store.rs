@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use keyhold_storage::{
-    open_memory, open_sled, restore_sled, Batch, ChainLink, StorageError, Store, TreeName,
+    create_database, open_memory, open_postgres, open_sled, restore_sled, Batch, ChainLink,
+    PgOptions, StorageError, Store, TreeName,
 };
 
 const T: TreeName = TreeName::new("things");
@@ -29,15 +30,50 @@ fn chains() -> Vec<(TreeName, Arc<dyn ChainLink>)> {
     vec![(LOG, Arc::new(Counting))]
 }
 
-fn both(check: impl Fn(Arc<dyn Store>)) {
+/// A new database on the test server (`tests/with-postgres.sh` starts one and
+/// sets `KEYHOLD_TEST_POSTGRES_URL`), or `None` when there is none. Under
+/// `tests/run-all` (`KEYHOLD_TEST_POSTGRES_REQUIRED`), a missing server fails.
+fn postgres_database() -> Option<String> {
+    let Ok(admin) = std::env::var("KEYHOLD_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("KEYHOLD_TEST_POSTGRES_REQUIRED").is_none(),
+            "KEYHOLD_TEST_POSTGRES_REQUIRED is set but KEYHOLD_TEST_POSTGRES_URL is not: \
+             run the tests under tests/with-postgres.sh"
+        );
+        eprintln!("PostgreSQL NOT TESTED: run under tests/with-postgres.sh to include it");
+        return None;
+    };
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let name = format!(
+        "store_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    Some(create_database(&admin, &name).unwrap())
+}
+
+fn postgres_store(url: &str) -> Arc<dyn Store> {
+    open_postgres(&PgOptions::new(url), chains()).unwrap()
+}
+
+/// Runs `check` against every backend: memory, sled, and PostgreSQL when a
+/// test server is there.
+fn every_backend(check: impl Fn(Arc<dyn Store>)) {
     check(open_memory(chains()).unwrap());
     let dir = tempfile::tempdir().unwrap();
     check(open_sled(dir.path(), chains()).unwrap());
+    if let Some(url) = postgres_database() {
+        check(postgres_store(&url));
+    }
 }
 
 #[test]
 fn put_get_scan_delete() {
-    both(|s| {
+    every_backend(|s| {
         let mut b = Batch::new();
         b.put(T, b"a/1".to_vec(), b"one".to_vec());
         b.put(T, b"a/2".to_vec(), b"two".to_vec());
@@ -58,7 +94,7 @@ fn put_get_scan_delete() {
 
 #[test]
 fn failed_precondition_writes_nothing() {
-    both(|s| {
+    every_backend(|s| {
         let mut first = Batch::new();
         first.put(T, b"email-index".to_vec(), b"acct-1".to_vec());
         s.submit(first).wait().unwrap();
@@ -93,7 +129,7 @@ fn failed_precondition_writes_nothing() {
 
 #[test]
 fn concurrent_appends_are_contiguous_and_chained() {
-    both(|s| {
+    every_backend(|s| {
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 let s = s.clone();
@@ -124,30 +160,52 @@ fn concurrent_appends_are_contiguous_and_chained() {
     });
 }
 
+/// From async code too: the PostgreSQL client runs its own runtime, which must
+/// never be started on the caller's.
 #[tokio::test]
 async fn tickets_can_be_awaited() {
-    let s = open_memory(chains()).unwrap();
-    let mut b = Batch::new();
-    b.append(LOG, b"a".to_vec());
-    b.append(LOG, b"b".to_vec());
-    assert_eq!(s.submit(b).await.unwrap().appended, vec![0, 1]);
+    let mut stores = vec![open_memory(chains()).unwrap()];
+    if let Some(url) = postgres_database() {
+        stores.push(postgres_store(&url));
+    }
+    for s in stores {
+        let mut b = Batch::new();
+        b.append(LOG, b"a".to_vec());
+        b.append(LOG, b"b".to_vec());
+        assert_eq!(s.submit(b).await.unwrap().appended, vec![0, 1]);
+        assert_eq!(
+            s.get(LOG, &1u64.to_be_bytes()).unwrap().unwrap()[8..],
+            *b"b"
+        );
+    }
 }
 
 #[test]
-fn sled_reopens_with_data_and_log_head() {
+fn a_reopened_store_keeps_its_data_and_log_head() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let s = open_sled(dir.path(), chains()).unwrap();
-        let mut b = Batch::new();
-        b.put(T, b"k".to_vec(), b"v".to_vec());
-        b.append(LOG, b"first".to_vec());
-        s.submit(b).wait().unwrap();
+    let pg = postgres_database();
+    let open = |which: &str| match which {
+        "sled" => open_sled(dir.path(), chains()).unwrap(),
+        _ => postgres_store(pg.as_deref().unwrap()),
+    };
+    let mut backends = vec!["sled"];
+    if pg.is_some() {
+        backends.push("postgres");
     }
-    let s = open_sled(dir.path(), chains()).unwrap();
-    assert_eq!(s.get(T, b"k").unwrap().as_deref(), Some(&b"v"[..]));
-    let mut b = Batch::new();
-    b.append(LOG, b"second".to_vec());
-    assert_eq!(s.submit(b).wait().unwrap().appended, vec![1]);
+    for which in backends {
+        {
+            let s = open(which);
+            let mut b = Batch::new();
+            b.put(T, b"k".to_vec(), b"v".to_vec());
+            b.append(LOG, b"first".to_vec());
+            s.submit(b).wait().unwrap();
+        }
+        let s = open(which);
+        assert_eq!(s.get(T, b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        let mut b = Batch::new();
+        b.append(LOG, b"second".to_vec());
+        assert_eq!(s.submit(b).wait().unwrap().appended, vec![1], "{which}");
+    }
 }
 
 #[test]
@@ -169,7 +227,7 @@ fn a_chain_that_refuses_refuses_the_whole_batch() {
 #[test]
 fn indexed_appends_write_one_index_key_per_entry_with_its_sequence() {
     const BY: TreeName = TreeName::new("log_by_owner");
-    both(|s| {
+    every_backend(|s| {
         let mut b = Batch::new();
         b.append_indexed(LOG, b"a".to_vec(), vec![(BY, b"ann/".to_vec())]);
         b.append_indexed(LOG, b"b".to_vec(), vec![(BY, b"bob/".to_vec())]);
@@ -215,9 +273,19 @@ fn sled_waits_for_a_lock_that_is_let_go() {
 /// from it holds exactly those rows and goes on appending to the log.
 #[test]
 fn export_is_a_consistent_snapshot_that_restores() {
-    const U: TreeName = TreeName::new("mirror");
     let dir = tempfile::tempdir().unwrap();
-    let s = open_sled(&dir.path().join("live"), chains()).unwrap();
+    export_restores(
+        open_sled(&dir.path().join("live"), chains()).unwrap(),
+        &dir.path().join("restored"),
+    );
+    if let Some(url) = postgres_database() {
+        // A PostgreSQL snapshot restores into sled: the rows are the same.
+        export_restores(postgres_store(&url), &dir.path().join("from-postgres"));
+    }
+}
+
+fn export_restores(s: Arc<dyn Store>, restored_dir: &std::path::Path) {
+    const U: TreeName = TreeName::new("mirror");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..4u8)
         .map(|w| {
@@ -250,10 +318,9 @@ fn export_is_a_consistent_snapshot_that_restores() {
     assert_eq!(n as usize, rows.len());
     assert!(written > 0);
 
-    let restored_dir = dir.path().join("restored");
     let mut it = rows.clone().into_iter().map(Ok);
-    assert_eq!(restore_sled(&restored_dir, &mut it).unwrap(), n);
-    let r = open_sled(&restored_dir, chains()).unwrap();
+    assert_eq!(restore_sled(restored_dir, &mut it).unwrap(), n);
+    let r = open_sled(restored_dir, chains()).unwrap();
     let mut log_len = 0;
     for w in 0..4u8 {
         let t = r.get(T, &[w]).unwrap();
@@ -275,5 +342,155 @@ fn export_is_a_consistent_snapshot_that_restores() {
     );
     // Restoring never merges into an existing folder.
     let mut again = rows.into_iter().map(Ok);
-    assert!(restore_sled(&restored_dir, &mut again).is_err());
+    assert!(restore_sled(restored_dir, &mut again).is_err());
+}
+
+const BY_PATIENT: TreeName = TreeName::by_patient("records");
+
+fn patient_key(patient: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = vec![patient; 16];
+    k.extend_from_slice(rest);
+    k
+}
+
+/// Scans longer than a page (PostgreSQL fetches 512 rows at a time), with and
+/// without the patient in the prefix, stop exactly at the prefix's end.
+#[test]
+fn long_scans_cross_pages_and_stop_at_the_prefix() {
+    every_backend(|s| {
+        for patient in [1u8, 2, 0xFF] {
+            let mut b = Batch::new();
+            for i in 0..1200u32 {
+                b.put(
+                    BY_PATIENT,
+                    patient_key(patient, &i.to_be_bytes()),
+                    vec![patient],
+                );
+            }
+            s.submit(b).wait().unwrap();
+        }
+        let two: Vec<_> = s
+            .scan(BY_PATIENT, &patient_key(2, b""))
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(two.len(), 1200);
+        assert!(two.windows(2).all(|w| w[0].0 < w[1].0), "not in key order");
+        assert!(two.iter().all(|(k, v)| k[..16] == [2; 16] && v == &[2]));
+        assert_eq!(s.scan(BY_PATIENT, &patient_key(0xFF, b"")).count(), 1200);
+        assert_eq!(s.scan(BY_PATIENT, b"").count(), 3600);
+        assert_eq!(
+            s.scan(BY_PATIENT, &patient_key(1, &[0, 0, 1])).count(),
+            256,
+            "a prefix inside one patient's rows"
+        );
+        assert_eq!(s.last(BY_PATIENT).unwrap().unwrap().1, vec![0xFF]);
+        let mut d = Batch::new();
+        d.delete(BY_PATIENT, patient_key(2, &7u32.to_be_bytes()));
+        s.submit(d).wait().unwrap();
+        assert_eq!(
+            s.get(BY_PATIENT, &patient_key(2, &7u32.to_be_bytes()))
+                .unwrap(),
+            None
+        );
+        assert_eq!(s.scan(BY_PATIENT, &patient_key(2, b"")).count(), 1199);
+    });
+}
+
+/// Two stores on one database stand for two keyhold instances: their appends
+/// interleave into one contiguous, correctly chained log, and a precondition
+/// raced from both sides is won by exactly one.
+#[test]
+fn two_postgres_instances_share_one_log_and_one_order() {
+    let Some(url) = postgres_database() else {
+        return;
+    };
+    let a = postgres_store(&url);
+    let b = postgres_store(&url);
+    let writers: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+        .flat_map(|(n, s)| {
+            (0..4).map(move |t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let mut won = 0;
+                    for i in 0..40 {
+                        let mut batch = Batch::new();
+                        batch.append(LOG, format!("{n}-{t}-{i}").into_bytes());
+                        s.submit(batch).wait().unwrap();
+                        // Everyone tries to claim the same slot; one may.
+                        let mut claim = Batch::new();
+                        let slot = format!("slot-{i}").into_bytes();
+                        claim.require_absent(T, slot.clone());
+                        claim.put(T, slot, format!("{n}-{t}").into_bytes());
+                        claim.append(LOG, b"claim".to_vec());
+                        match s.submit(claim).wait() {
+                            Ok(_) => won += 1,
+                            Err(StorageError::Conflict) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    won
+                })
+            })
+        })
+        .collect();
+    let claims: u32 = writers.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(
+        claims, 40,
+        "each slot is claimed exactly once across both instances"
+    );
+    let log: Vec<_> = b.scan(LOG, b"").map(|r| r.unwrap()).collect();
+    assert_eq!(log.len(), 8 * 40 + 40);
+    for (i, (k, v)) in log.iter().enumerate() {
+        // `Counting` refuses an entry not linked to the one before it.
+        assert_eq!(k, &(i as u64).to_be_bytes().to_vec());
+        assert_eq!(&v[..8], &(i as u64).to_be_bytes());
+    }
+    // Each sees the other's writes at once.
+    let mut w = Batch::new();
+    w.put(T, b"from-a".to_vec(), b"1".to_vec());
+    a.submit(w).wait().unwrap();
+    assert_eq!(b.get(T, b"from-a").unwrap().as_deref(), Some(&b"1"[..]));
+}
+
+/// Rows of a patient-keyed tree land in `patient_rows` under that patient's
+/// id (the column a Citus deployment distributes by); the rest in `shared_rows`.
+#[test]
+fn postgres_keys_patient_rows_by_patient() {
+    let Some(url) = postgres_database() else {
+        return;
+    };
+    let s = postgres_store(&url);
+    let mut b = Batch::new();
+    b.put(BY_PATIENT, patient_key(9, b"entry"), b"sealed".to_vec());
+    b.put(T, b"shared".to_vec(), b"x".to_vec());
+    s.submit(b).wait().unwrap();
+    let mut short = Batch::new();
+    short.put(BY_PATIENT, b"too short".to_vec(), b"x".to_vec());
+    assert!(
+        s.submit(short).wait().is_err(),
+        "a key without a patient id was taken"
+    );
+    let rows = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let p: Vec<(Vec<u8>, String)> = c
+            .query("SELECT patient_id, tree FROM patient_rows", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let shared: i64 = c
+            .query_one(
+                "SELECT count(*) FROM shared_rows WHERE tree = 'things'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        (p, shared)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(rows.0, vec![(vec![9u8; 16], "records".to_string())]);
+    assert_eq!(rows.1, 1);
 }
