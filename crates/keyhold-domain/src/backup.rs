@@ -193,8 +193,9 @@ pub fn restore_snapshot(input: impl Read, data: &Path) -> Result<u64, DomainErro
             header.schema
         )));
     }
-    // Both write the same key layout (trees as key prefixes).
-    if !matches!(header.backend.as_str(), "sled" | "memory") {
+    // All three export the same rows (trees as key prefixes), so a
+    // PostgreSQL backup also restores into the embedded store.
+    if !matches!(header.backend.as_str(), "sled" | "memory" | "postgres") {
         return Err(DomainError::Storage(StorageError::Incompatible(format!(
             "the backup was taken from a {} store; restore it with that backend's tools",
             header.backend

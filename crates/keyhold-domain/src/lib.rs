@@ -27,6 +27,7 @@ pub mod feeds;
 mod identity;
 mod ids;
 pub mod keystore;
+mod metrics;
 mod nhs_number;
 mod orgs;
 pub mod policy;
@@ -62,6 +63,7 @@ pub use ids::{
     AccountId, BreakGlassId, DocumentId, EntryId, FeedClientId, GrantId, OrgId, PatientId,
     StaffInviteId,
 };
+pub use metrics::ServiceMetrics;
 pub use nhs_number::{NhsNumber, NhsNumberError};
 pub use orgs::{FirstAdministrator, PendingStaff, StaffMember};
 pub use record::{
@@ -69,7 +71,8 @@ pub use record::{
     NewEntry, Source,
 };
 pub use records::{Capabilities, Header, RecordView, Standing};
-pub use service::{open_memory_store, open_store, Keyhold, Settings};
+pub use keyhold_storage::PgOptions;
+pub use service::{open_backend, open_memory_store, open_store, Keyhold, Settings, StoreBackend};
 pub use sharing::{
     Accepted, CaredFor, GrantTerms, GrantView, InvitationView, NewGrantee, ProxyRequest,
 };
@@ -82,5 +85,8 @@ pub use worklists::{
 /// Re-exported so the binary can build key rings without naming the crypto crate.
 pub use keyhold_crypto::passphrase;
 pub use keyhold_crypto::{
-    decrypt_stream, encrypt_stream_to_recipient, random_token, MacKey, MasterKey, MasterKeyring,
+    constant_time_eq, decrypt_stream, encrypt_stream_to_recipient, random_token, sha256, MacKey,
+    MasterKey, MasterKeyring,
 };
+/// Re-exported for the web layer's `/metrics` (the group-size histogram).
+pub use keyhold_storage::{StoreStats, GROUP_SIZE_BOUNDS};

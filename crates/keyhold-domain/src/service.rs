@@ -43,6 +43,19 @@ pub struct Settings {
     /// Failed sign-ins allowed per address and per account, and the waits
     /// after them (see `throttle`).
     pub sign_in_limits: crate::SignInLimits,
+    /// Where the records are kept: the embedded sled store under the data
+    /// folder (the default), or a PostgreSQL database several instances share.
+    pub store: StoreBackend,
+}
+
+/// The storage backend [`Keyhold::open`] uses.
+#[derive(Clone, Debug, Default)]
+pub enum StoreBackend {
+    /// sled, in `DATA/store`.
+    #[default]
+    Sled,
+    /// PostgreSQL (see `keyhold_storage::open_postgres`).
+    Postgres(keyhold_storage::PgOptions),
 }
 
 impl Default for Settings {
@@ -61,6 +74,7 @@ impl Default for Settings {
             break_glass_duration: Duration::hours(1),
             public_url: "http://127.0.0.1:8080".into(),
             sign_in_limits: crate::SignInLimits::default(),
+            store: StoreBackend::Sled,
         }
     }
 }
@@ -87,6 +101,11 @@ impl Drop for QueuePlace<'_> {
 }
 
 impl Hashing {
+    /// Requests waiting for a hashing permit now (for `/metrics`).
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
@@ -143,20 +162,37 @@ pub fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, DomainError> {
     Ok(open_sled(&data_dir.join("store"), chains())?)
 }
 
+/// Opens the store `backend` names: sled under `data_dir`, or PostgreSQL.
+pub fn open_backend(
+    data_dir: &Path,
+    backend: &StoreBackend,
+) -> Result<Arc<dyn Store>, DomainError> {
+    match backend {
+        StoreBackend::Sled => open_store(data_dir),
+        StoreBackend::Postgres(options) => Ok(keyhold_storage::open_postgres(options, chains())?),
+    }
+}
+
 /// An in-memory store, for tests of the layers above.
 pub fn open_memory_store() -> Result<Arc<dyn Store>, DomainError> {
     Ok(open_memory(chains())?)
 }
 
 impl Keyhold {
-    /// Opens the service over the sled store in `data_dir`.
+    /// Opens the service over the store `settings.store` names (by default,
+    /// sled in `data_dir`).
     pub fn open(
         data_dir: &Path,
         keys: LoadedKeys,
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, DomainError> {
-        Self::with_store(open_store(data_dir)?, keys, settings, clock)
+        Self::with_store(
+            open_backend(data_dir, &settings.store)?,
+            keys,
+            settings,
+            clock,
+        )
     }
 
     /// Opens the service over any store; checks the schema version and that the

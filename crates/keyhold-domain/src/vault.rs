@@ -3,6 +3,7 @@
 //! last reference drops (`DataKey` zeroizes itself).
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use keyhold_crypto::{open, seal, DataKey, IndexKey, MasterKeyring};
@@ -208,6 +209,10 @@ pub struct Vault {
     index: IndexKey,
     cache: Mutex<LruCache<KeyOwner, Arc<DataKey>>>,
     store: Arc<dyn Store>,
+    /// [`Vault::key`] calls answered from the cache (for `/metrics`).
+    pub(crate) cache_hits: AtomicU64,
+    /// [`Vault::key`] calls that unwrapped the key from the store.
+    pub(crate) cache_misses: AtomicU64,
 }
 
 fn poisoned() -> DomainError {
@@ -227,6 +232,8 @@ impl Vault {
             index,
             cache: Mutex::new(LruCache::new(cap)),
             store,
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
         }
     }
 
@@ -260,8 +267,10 @@ impl Vault {
     /// The owner's data key, from the cache or unwrapped from the store.
     pub fn key(&self, owner: KeyOwner) -> Result<Arc<DataKey>, DomainError> {
         if let Some(k) = self.cache.lock().map_err(|_| poisoned())?.get(&owner) {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(k.clone());
         }
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
         let wrapped = self
             .store
             .get(DEKS, &owner.key())?

@@ -21,6 +21,7 @@
 //! handed to one of this store's own threads (a pool of readers, and the
 //! committer), each holding its own connection.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,8 +78,8 @@ CREATE TABLE IF NOT EXISTS log_heads (
 );
 ";
 
-/// How to reach the database.
-#[derive(Clone, Debug)]
+/// How to reach the database. `Debug` leaves the URL out: it may hold a password.
+#[derive(Clone)]
 pub struct PgOptions {
     /// A libpq-style URL or key=value string (`postgres://user@host:port/db`,
     /// `host=/run/postgresql dbname=keyhold`). TLS is not supported: connect
@@ -89,7 +90,37 @@ pub struct PgOptions {
     pub readers: usize,
 }
 
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &"(not shown)")
+            .field("readers", &self.readers)
+            .finish()
+    }
+}
+
 impl PgOptions {
+    /// A short description for logs: host, port and database, never the
+    /// user's password.
+    pub fn describe(&self) -> String {
+        match postgres::Config::from_str(&self.url) {
+            Ok(c) => {
+                let host = match c.get_hosts().first() {
+                    Some(postgres::config::Host::Tcp(h)) => h.clone(),
+                    #[cfg(unix)]
+                    Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+                    None => "localhost".into(),
+                };
+                let port = c.get_ports().first().copied().unwrap_or(5432);
+                format!(
+                    "postgres {host}:{port}/{}",
+                    c.get_dbname().unwrap_or("(default)")
+                )
+            }
+            Err(_) => "postgres (an address that does not parse)".into(),
+        }
+    }
+
     pub fn new(url: impl Into<String>) -> Self {
         PgOptions {
             url: url.into(),
@@ -403,6 +434,18 @@ struct LogHead {
 /// preconditions see earlier batches of the same group.
 type Overlay = HashMap<(TreeName, Vec<u8>), Option<Vec<u8>>>;
 
+/// One row to write (`None`: delete), before it joins the overlay.
+type StagedWrite = ((TreeName, Vec<u8>), Option<Vec<u8>>);
+
+/// Rows of one statement, as the parallel arrays `unnest` takes.
+#[derive(Default)]
+struct Columns {
+    patients: Vec<Vec<u8>>,
+    trees: Vec<&'static str>,
+    keys: Vec<Vec<u8>>,
+    values: Vec<Vec<u8>>,
+}
+
 struct Writer {
     conn: Conn,
     chains: HashMap<TreeName, Arc<dyn ChainLink>>,
@@ -479,42 +522,44 @@ impl Writer {
         heads: &'h mut HashMap<TreeName, LogHead>,
         tree: TreeName,
     ) -> Result<&'h mut LogHead, StorageError> {
-        if !heads.contains_key(&tree) {
-            let rows = self.conn.query(
-                "SELECT next_seq, last_value FROM log_heads WHERE tree = $1",
-                &[&tree.as_str()],
-            )?;
-            let head = match rows.first() {
-                Some(r) => LogHead {
-                    next: u64::try_from(r.get::<_, i64>(0))
-                        .map_err(|_| StorageError::Engine("negative log head".into()))?,
-                    last: r.get(1),
-                },
-                // No head yet: a new log, or rows restored from a snapshot.
-                None => match self.conn.last(tree)? {
-                    None => LogHead {
-                        next: 0,
-                        last: None,
-                    },
-                    Some((k, v)) => {
-                        let raw: [u8; 8] = k.as_slice().try_into().map_err(|_| {
-                            StorageError::Incompatible(format!(
-                                "log tree {} holds a key that is not a sequence number",
-                                tree.as_str()
-                            ))
-                        })?;
-                        LogHead {
-                            next: u64::from_be_bytes(raw) + 1,
-                            last: Some(v),
-                        }
-                    }
-                },
-            };
-            heads.insert(tree, head);
+        match heads.entry(tree) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(v) => Ok(v.insert(self.load_head(tree)?)),
         }
-        heads
-            .get_mut(&tree)
-            .ok_or_else(|| StorageError::Engine("log head vanished".into()))
+    }
+
+    /// Where `tree` stands, read inside the group's transaction.
+    fn load_head(&mut self, tree: TreeName) -> Result<LogHead, StorageError> {
+        let rows = self.conn.query(
+            "SELECT next_seq, last_value FROM log_heads WHERE tree = $1",
+            &[&tree.as_str()],
+        )?;
+        if let Some(r) = rows.first() {
+            return Ok(LogHead {
+                next: u64::try_from(r.get::<_, i64>(0))
+                    .map_err(|_| StorageError::Engine("negative log head".into()))?,
+                last: r.get(1),
+            });
+        }
+        // No head yet: a new log, or rows restored from a snapshot.
+        Ok(match self.conn.last(tree)? {
+            None => LogHead {
+                next: 0,
+                last: None,
+            },
+            Some((k, v)) => {
+                let raw: [u8; 8] = k.as_slice().try_into().map_err(|_| {
+                    StorageError::Incompatible(format!(
+                        "log tree {} holds a key that is not a sequence number",
+                        tree.as_str()
+                    ))
+                })?;
+                LogHead {
+                    next: u64::from_be_bytes(raw) + 1,
+                    last: Some(v),
+                }
+            }
+        })
     }
 
     /// Checks one batch and adds its writes to the group's. A batch refused
@@ -537,7 +582,7 @@ impl Writer {
                 return Ok(Err(StorageError::Conflict));
             }
         }
-        let mut writes: Vec<((TreeName, Vec<u8>), Option<Vec<u8>>)> = Vec::new();
+        let mut writes: Vec<StagedWrite> = Vec::new();
         let mut moved: HashMap<TreeName, LogHead> = HashMap::new();
         let mut appended = Vec::new();
         for op in batch.ops {
@@ -600,74 +645,60 @@ impl Writer {
         overlay: Overlay,
         heads: &HashMap<TreeName, LogHead>,
     ) -> Result<(), StorageError> {
-        let mut shared_put: (Vec<&str>, Vec<Vec<u8>>, Vec<Vec<u8>>) = Default::default();
-        let mut shared_del: (Vec<&str>, Vec<Vec<u8>>) = Default::default();
-        let mut patient_put: (Vec<Vec<u8>>, Vec<&str>, Vec<Vec<u8>>, Vec<Vec<u8>>) =
-            Default::default();
-        let mut patient_del: (Vec<Vec<u8>>, Vec<&str>, Vec<Vec<u8>>) = Default::default();
+        let mut shared_put = Columns::default();
+        let mut shared_del = Columns::default();
+        let mut patient_put = Columns::default();
+        let mut patient_del = Columns::default();
         for ((tree, key), value) in overlay {
-            match (tree.is_by_patient(), value) {
-                (false, Some(v)) => {
-                    shared_put.0.push(tree.as_str());
-                    shared_put.1.push(key);
-                    shared_put.2.push(v);
-                }
-                (false, None) => {
-                    shared_del.0.push(tree.as_str());
-                    shared_del.1.push(key);
-                }
-                (true, value) => {
-                    let patient = patient_of(tree, &key)?.to_vec();
-                    match value {
-                        Some(v) => {
-                            patient_put.0.push(patient);
-                            patient_put.1.push(tree.as_str());
-                            patient_put.2.push(key);
-                            patient_put.3.push(v);
-                        }
-                        None => {
-                            patient_del.0.push(patient);
-                            patient_del.1.push(tree.as_str());
-                            patient_del.2.push(key);
-                        }
-                    }
-                }
+            let target = match (tree.is_by_patient(), value.is_some()) {
+                (false, true) => &mut shared_put,
+                (false, false) => &mut shared_del,
+                (true, true) => &mut patient_put,
+                (true, false) => &mut patient_del,
+            };
+            if tree.is_by_patient() {
+                target.patients.push(patient_of(tree, &key)?.to_vec());
+            }
+            target.trees.push(tree.as_str());
+            target.keys.push(key);
+            if let Some(v) = value {
+                target.values.push(v);
             }
         }
-        if !shared_put.0.is_empty() {
+        if !shared_put.keys.is_empty() {
             self.conn.execute(
                 "INSERT INTO shared_rows (tree, key, value) \
                  SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[]) \
                  ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
-                &[&shared_put.0, &shared_put.1, &shared_put.2],
+                &[&shared_put.trees, &shared_put.keys, &shared_put.values],
             )?;
         }
-        if !shared_del.0.is_empty() {
+        if !shared_del.keys.is_empty() {
             self.conn.execute(
                 "DELETE FROM shared_rows AS r USING unnest($1::text[], $2::bytea[]) AS d(tree, key) \
                  WHERE r.tree = d.tree AND r.key = d.key",
-                &[&shared_del.0, &shared_del.1],
+                &[&shared_del.trees, &shared_del.keys],
             )?;
         }
-        if !patient_put.0.is_empty() {
+        if !patient_put.keys.is_empty() {
             self.conn.execute(
                 "INSERT INTO patient_rows (patient_id, tree, key, value) \
                  SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::bytea[]) \
                  ON CONFLICT (patient_id, tree, key) DO UPDATE SET value = EXCLUDED.value",
                 &[
-                    &patient_put.0,
-                    &patient_put.1,
-                    &patient_put.2,
-                    &patient_put.3,
+                    &patient_put.patients,
+                    &patient_put.trees,
+                    &patient_put.keys,
+                    &patient_put.values,
                 ],
             )?;
         }
-        if !patient_del.0.is_empty() {
+        if !patient_del.keys.is_empty() {
             self.conn.execute(
                 "DELETE FROM patient_rows AS r \
                  USING unnest($1::bytea[], $2::text[], $3::bytea[]) AS d(patient_id, tree, key) \
                  WHERE r.patient_id = d.patient_id AND r.tree = d.tree AND r.key = d.key",
-                &[&patient_del.0, &patient_del.1, &patient_del.2],
+                &[&patient_del.patients, &patient_del.trees, &patient_del.keys],
             )?;
         }
         for (tree, head) in heads {

@@ -37,6 +37,16 @@ pub enum WebError {
     Internal(String),
 }
 
+/// Marks a 503 given because the password-hashing queue was full, for the
+/// `/metrics` counter of shed requests (it survives the error page).
+#[derive(Clone, Copy, Debug)]
+pub struct HashingShed;
+
+/// Marks an answer meant for a program (the `/metrics` 401 and its
+/// `WWW-Authenticate`): [`render_error_pages`] leaves it as it is.
+#[derive(Clone, Copy, Debug)]
+pub struct NoErrorPage;
+
 /// What the error page says; attached to the response and rendered by
 /// [`render_error_pages`], which knows the visitor.
 #[derive(Clone, Debug)]
@@ -119,6 +129,7 @@ impl WebError {
         if matches!(self, WebError::Overloaded) {
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+            resp.extensions_mut().insert(HashingShed);
         }
         if let WebError::TooManyAttempts { retry_after_secs } = self {
             resp.headers_mut()
@@ -160,6 +171,9 @@ pub async fn render_error_pages(
     let secret = req.extensions().get::<CsrfSecret>().cloned();
     let headers = req.headers().clone();
     let resp = next.run(req).await;
+    if resp.extensions().get::<NoErrorPage>().is_some() {
+        return resp;
+    }
     let status = resp.status();
     let page = match resp.extensions().get::<ErrorPage>() {
         Some(p) => p.clone(),
@@ -187,6 +201,9 @@ pub async fn render_error_pages(
     for v in resp.headers().get_all(axum::http::header::SET_COOKIE) {
         out.headers_mut()
             .append(axum::http::header::SET_COOKIE, v.clone());
+    }
+    if resp.extensions().get::<HashingShed>().is_some() {
+        out.extensions_mut().insert(HashingShed);
     }
     out
 }

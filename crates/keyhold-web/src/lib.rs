@@ -10,6 +10,7 @@ mod csrf;
 mod error;
 mod extract;
 mod headers;
+mod metrics;
 mod pages;
 mod route_table;
 mod routes;
@@ -23,6 +24,7 @@ use keyhold_domain::Keyhold;
 use tokio::net::TcpListener;
 
 pub use error::WebError;
+pub use metrics::{BadMetricsToken, MetricsToken};
 pub use server::ServerLimits;
 
 /// Settings that only the web layer cares about.
@@ -34,6 +36,8 @@ pub struct WebConfig {
     pub nhs_login: Option<Arc<keyhold_oidc::RelyingParty>>,
     /// Timeouts and the connection cap.
     pub limits: ServerLimits,
+    /// `GET /metrics` answers only with this bearer token; `None`: 404.
+    pub metrics_token: Option<MetricsToken>,
 }
 
 /// Shared by every handler through axum's `State`.
@@ -43,6 +47,8 @@ pub struct AppState {
     pub(crate) pages: Arc<pages::Pages>,
     pub(crate) csrf: Arc<keyhold_domain::MacKey>,
     pub(crate) config: Arc<WebConfig>,
+    /// Per-request counters for `/metrics`.
+    pub(crate) metrics: Arc<metrics::HttpMetrics>,
 }
 
 impl AppState {
@@ -53,6 +59,7 @@ impl AppState {
             pages: Arc::new(pages::Pages::load()?),
             csrf,
             config: Arc::new(config),
+            metrics: Arc::new(metrics::HttpMetrics::new()),
         })
     }
 }

@@ -15,7 +15,7 @@ use keyhold_domain::clock::SystemClock;
 use keyhold_domain::keystore::{init_keys, load_keys};
 use keyhold_domain::PatientId;
 use keyhold_domain::{DomainError, FirstAdministrator, Keyhold, Settings};
-use keyhold_web::{AppState, Application, ServerLimits, WebConfig};
+use keyhold_web::{AppState, Application, MetricsToken, ServerLimits, WebConfig};
 
 mod control;
 mod operator;
@@ -260,6 +260,13 @@ fn settings() -> Result<Settings> {
             )?;
         s.break_glass_duration = time::Duration::minutes(m);
     }
+    if let Some(url) = database_url() {
+        let mut options = keyhold_domain::PgOptions::new(url);
+        if let Some(n) = env_number("KEYHOLD_DATABASE_READERS", 2..=256)? {
+            options.readers = usize::try_from(n).context("KEYHOLD_DATABASE_READERS")?;
+        }
+        s.store = keyhold_domain::StoreBackend::Postgres(options);
+    }
     if std::env::var("KEYHOLD_DANGER_FAST_HASH").as_deref() == Ok("1") {
         eprintln!(
             "WARNING: KEYHOLD_DANGER_FAST_HASH=1: passwords are hashed with test-only parameters"
@@ -312,6 +319,20 @@ fn server_limits() -> Result<ServerLimits> {
     Ok(l)
 }
 
+/// `KEYHOLD_METRICS_TOKEN`: when set, `GET /metrics` answers a scrape that
+/// presents it as a bearer token (see OPERATIONS, Monitoring); unset, 404.
+fn metrics_token() -> Result<Option<MetricsToken>> {
+    match std::env::var("KEYHOLD_METRICS_TOKEN") {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        t => {
+            let t = t.context("KEYHOLD_METRICS_TOKEN")?;
+            Ok(Some(
+                MetricsToken::new(&t).context("KEYHOLD_METRICS_TOKEN")?,
+            ))
+        }
+    }
+}
+
 /// Opens the service with mail from the environment (`KEYHOLD_SMTP_URL`, else
 /// the outbox folder `DATA/outbox`; see OPERATIONS).
 /// Erasures listed in the keys folder's ledger but not reflected in the store
@@ -325,8 +346,13 @@ fn open_reporting(data: &Path, keys: &Path) -> Result<(Arc<Keyhold>, Vec<Patient
     let loaded = load_keys(keys)?;
     let mailer = keyhold_mail::Mailer::from_env(data)?;
     tracing::info!(mail = %mailer.describe(), "mail");
-    let core =
-        Keyhold::open(data, loaded, settings()?, Arc::new(SystemClock))?.with_mailer(mailer)?;
+    let settings = settings()?;
+    let store = match &settings.store {
+        keyhold_domain::StoreBackend::Sled => format!("sled {}", data.join("store").display()),
+        keyhold_domain::StoreBackend::Postgres(o) => o.describe(),
+    };
+    tracing::info!(%store, "store");
+    let core = Keyhold::open(data, loaded, settings, Arc::new(SystemClock))?.with_mailer(mailer)?;
     let erased = operator::apply_ledger(&core, keys)?;
     Ok((core, erased))
 }
@@ -410,6 +436,12 @@ fn backup(data: &Path, keys: &Path, to: &Path, recipient: &str) -> Result<()> {
 /// `keyhold restore`: decrypts with the identity and rebuilds the store in a
 /// new data folder; with `--keys`, applies the erasure ledger at once.
 fn restore(from: &Path, identity: &Path, data: &Path, keys: Option<&Path>) -> Result<()> {
+    if database_url().is_some() {
+        bail!(
+            "restore builds an embedded store in --data; unset KEYHOLD_DATABASE_URL \
+             (a PostgreSQL database is restored with PostgreSQL's own tools: see OPERATIONS)"
+        );
+    }
     let text = std::fs::read_to_string(identity)
         .with_context(|| format!("reading {}", identity.display()))?;
     let identity =
@@ -717,7 +749,20 @@ fn ensure_outside(file: &Path, dir: &Path) -> Result<()> {
 
 /// Commands that work on existing data refuse a folder with no store, rather
 /// than creating an empty one (a mistyped --data must not look like success).
+/// `KEYHOLD_DATABASE_URL`: when set, the records live in that PostgreSQL
+/// database instead of `DATA/store`.
+fn database_url() -> Option<String> {
+    std::env::var("KEYHOLD_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
 fn existing_store(data: &Path) -> Result<()> {
+    // A database is created on first open, as the sled folder is; there is
+    // no folder to check.
+    if database_url().is_some() {
+        return Ok(());
+    }
     if !data.join("store").is_dir() {
         bail!(
             "no Keyhold store in {} (expected {}); check --data",
@@ -744,7 +789,7 @@ fn audit_verify(data: &Path, keys: &Path, checkpoints: Option<&Path>) -> Result<
     };
     existing_store(data)?;
     let public_key = load_keys(keys)?.audit.public_key();
-    let store = keyhold_domain::open_store(data)?;
+    let store = keyhold_domain::open_backend(data, &settings()?.store)?;
     let report = match verify_checkpoints(store.as_ref(), &public_key, external.as_deref())? {
         Ok(report) => report,
         Err(AuditBreak::Chain(br)) => {
@@ -821,6 +866,7 @@ fn serve(
 ) -> Result<()> {
     // A bad setting fails before anything is opened or seeded.
     let limits = server_limits()?;
+    let metrics_token = metrics_token()?;
     if demo {
         for p in init_keys(keys)? {
             println!("created key file {}", p.display());
@@ -865,6 +911,7 @@ fn serve(
                 secure_cookies: std::env::var("KEYHOLD_SECURE_COOKIES").as_deref() == Ok("1"),
                 nhs_login: nhs_login(keys, &core.settings().public_url)?,
                 limits,
+                metrics_token,
             },
         )?;
         let app = Application::from_std(state, listener).with_context(|| format!("listening on {addr}"))?;
@@ -931,6 +978,10 @@ fn checkpoint_file_usable(file: &Path, data: &Path) -> Result<()> {
             file.display()
         )
     })?;
+    if database_url().is_some() {
+        // The records are in the database; no store folder to keep out of.
+        return Ok(());
+    }
     let store = std::fs::canonicalize(data.join("store"))
         .with_context(|| format!("resolving {}", data.join("store").display()))?;
     if parent.starts_with(&store) {

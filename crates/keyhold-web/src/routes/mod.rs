@@ -26,7 +26,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 use crate::route_table::Routes;
-use crate::{csrf, error, headers, AppState};
+use crate::{csrf, error, headers, metrics, AppState};
 
 /// Forms are small; only the upload route accepts more.
 const FORM_LIMIT: usize = 64 * 1024;
@@ -177,6 +177,7 @@ pub(crate) fn table(state: &AppState) -> Routes {
         .merge(worklists::routes())
         .nest("/fhir/R4", fhir::routes())
         .route("/healthz", get(system::healthz))
+        .route("/metrics", get(metrics::serve))
         .route("/assets/{file}", get(system::asset))
 }
 
@@ -199,5 +200,11 @@ pub fn router(state: AppState) -> axum::Router {
             headers::security_headers,
         ))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))
+        // Outermost: the time and status the client saw, under the route
+        // template (axum's `MatchedPath`, set before any of these layers run).
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }

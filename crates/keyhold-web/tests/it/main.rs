@@ -15,6 +15,7 @@ mod headers;
 mod helpers;
 mod hostile;
 mod input;
+mod metrics;
 mod orgs;
 mod professional;
 mod questionnaires;

@@ -39,7 +39,7 @@ fn os(s: &str) -> &OsStr {
 }
 
 /// An age identity for the operator's backups, kept outside data and keys.
-fn backup_identity(dir: &Path) -> (PathBuf, String) {
+pub(crate) fn backup_identity(dir: &Path) -> (PathBuf, String) {
     let key = MasterKey::generate();
     let path = dir.join("backup-identity.txt");
     std::fs::write(&path, key.to_secret_string().as_bytes()).unwrap();

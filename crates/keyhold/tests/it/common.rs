@@ -25,6 +25,7 @@ pub fn keyhold() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_keyhold"));
     c.env("KEYHOLD_DANGER_FAST_HASH", "1")
         .env_remove("KEYHOLD_SECURE_COOKIES")
+        .env_remove("KEYHOLD_DATABASE_URL")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     c
@@ -200,6 +201,11 @@ const LISTENING: &str = "keyhold listening on http://";
 /// Starts `keyhold serve --data D --keys K --bind 127.0.0.1:0 [EXTRA]` and waits
 /// until it prints its listening line, or exits.
 pub fn start_serve(data: &Path, keys: &Path, extra: &[&str]) -> Start {
+    start_serve_env(data, keys, extra, &[])
+}
+
+/// [`start_serve`] with extra environment variables.
+pub fn start_serve_env(data: &Path, keys: &Path, extra: &[&str], env: &[(&str, &str)]) -> Start {
     let mut args: Vec<&OsStr> = vec![
         OsStr::new("serve"),
         OsStr::new("--data"),
@@ -213,6 +219,7 @@ pub fn start_serve(data: &Path, keys: &Path, extra: &[&str]) -> Start {
     let (args, what) = command_line(args);
     let mut child = keyhold()
         .args(&args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -274,7 +281,12 @@ pub fn start_serve(data: &Path, keys: &Path, extra: &[&str]) -> Start {
 
 /// Starts the server and insists that it comes up.
 pub fn serve(data: &Path, keys: &Path, extra: &[&str]) -> Server {
-    match start_serve(data, keys, extra) {
+    serve_env(data, keys, extra, &[])
+}
+
+/// [`serve`] with extra environment variables.
+pub fn serve_env(data: &Path, keys: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    match start_serve_env(data, keys, extra, env) {
         Start::Running(s) => s,
         Start::Exited(r) => panic!("expected the server to start:\n{}", r.describe()),
     }
@@ -489,4 +501,26 @@ pub async fn signed_in(base: &str, email: &str, password: &str) -> Result<reqwes
         return Err(format!("sign-in: {}", r.status()));
     }
     Ok(client)
+}
+
+/// A new database on the test PostgreSQL server (`tests/with-postgres.sh`
+/// starts one and sets `KEYHOLD_TEST_POSTGRES_URL`), or `None` without one.
+/// Under `tests/run-all` (`KEYHOLD_TEST_POSTGRES_REQUIRED`) a missing server
+/// fails the test instead.
+pub fn postgres_database(tag: &str) -> Option<String> {
+    let Ok(admin) = std::env::var("KEYHOLD_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("KEYHOLD_TEST_POSTGRES_REQUIRED").is_none(),
+            "KEYHOLD_TEST_POSTGRES_REQUIRED is set but KEYHOLD_TEST_POSTGRES_URL is not: \
+             run the tests under tests/with-postgres.sh"
+        );
+        eprintln!("PostgreSQL NOT TESTED: run under tests/with-postgres.sh to include it");
+        return None;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .subsec_nanos();
+    let name = format!("{tag}_{}_{nanos}", std::process::id());
+    Some(keyhold_storage::create_database(&admin, &name).expect("create a test database"))
 }

@@ -12,6 +12,7 @@ mod common;
 mod crash_loop;
 mod demo_command;
 mod identity_command;
+mod instances;
 mod key_permissions;
 mod org_command;
 mod plaintext;
