@@ -43,6 +43,7 @@ pub mod trees;
 pub mod two_factor;
 pub mod upload;
 mod vault;
+pub use vault::KeyringSource;
 mod worklists;
 
 pub use access_log::{AccessFilter, AccessLog, AccessLogEntry};

@@ -322,6 +322,13 @@ impl Keyhold {
         check_canary(self.store.as_ref(), &self.vault)
     }
 
+    /// Where to read the master keys again when a data key is wrapped under
+    /// one this process lacks: after another instance on a shared database
+    /// rotated (see `Vault::reload_keyring_from`). Call before serving.
+    pub fn reload_keys_from(&self, source: crate::vault::KeyringSource) -> Result<(), DomainError> {
+        self.vault.reload_keyring_from(source)
+    }
+
     /// Re-wraps every data key under the newest key of `keys` (rotation).
     pub fn rewrap_data_keys(
         &self,

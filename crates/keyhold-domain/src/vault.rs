@@ -204,6 +204,20 @@ impl Aad<'_> {
 /// Passes of a rotation before it gives up on a store whose keys keep changing.
 const REWRAP_PASSES: usize = 5;
 
+/// Reads the master keys again (the binary: the keys folder). Called when a
+/// data key is wrapped under a master key this process does not hold: another
+/// instance on the same database rotated.
+pub type KeyringSource = Box<dyn Fn() -> Result<MasterKeyring, DomainError> + Send + Sync>;
+
+/// The least time between two reloads, so a data key no master key opens
+/// (damage, a foreign keys folder) does not read the keys folder per request.
+const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+struct Reload {
+    source: KeyringSource,
+    last: Option<std::time::Instant>,
+}
+
 pub struct Vault {
     keyring: RwLock<Arc<MasterKeyring>>,
     index: IndexKey,
@@ -213,6 +227,7 @@ pub struct Vault {
     pub(crate) cache_hits: AtomicU64,
     /// [`Vault::key`] calls that unwrapped the key from the store.
     pub(crate) cache_misses: AtomicU64,
+    reload: Mutex<Option<Reload>>,
 }
 
 fn poisoned() -> DomainError {
@@ -234,6 +249,38 @@ impl Vault {
             store,
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
+            reload: Mutex::new(None),
+        }
+    }
+
+    /// Where to read the master keys again when a data key does not unwrap.
+    pub fn reload_keyring_from(&self, source: KeyringSource) -> Result<(), DomainError> {
+        *self.reload.lock().map_err(|_| poisoned())? = Some(Reload { source, last: None });
+        Ok(())
+    }
+
+    /// The master keys read again, if there is a source and the last read
+    /// was not within [`RELOAD_EVERY`]; they become current.
+    fn reloaded(&self) -> Result<Option<Arc<MasterKeyring>>, DomainError> {
+        let mut guard = self.reload.lock().map_err(|_| poisoned())?;
+        let Some(reload) = guard.as_mut() else {
+            return Ok(None);
+        };
+        if reload.last.is_some_and(|t| t.elapsed() < RELOAD_EVERY) {
+            return Ok(None);
+        }
+        reload.last = Some(std::time::Instant::now());
+        match (reload.source)() {
+            Ok(keyring) => {
+                let keyring = Arc::new(keyring);
+                *self.keyring.write().map_err(|_| poisoned())? = keyring.clone();
+                tracing::info!("master keys read again: a data key was wrapped under a newer one");
+                Ok(Some(keyring))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the master keys again");
+                Ok(None)
+            }
         }
     }
 
@@ -275,7 +322,15 @@ impl Vault {
             .store
             .get(DEKS, &owner.key())?
             .ok_or(DomainError::NotFound)?;
-        let dek = Arc::new(self.keyring()?.unwrap(&wrapped)?);
+        let dek = match self.keyring()?.unwrap(&wrapped) {
+            Ok(dek) => dek,
+            // Perhaps wrapped under a key another instance made: read ours again.
+            Err(e) => match self.reloaded()? {
+                Some(keyring) => keyring.unwrap(&wrapped)?,
+                None => return Err(e.into()),
+            },
+        };
+        let dek = Arc::new(dek);
         self.cache
             .lock()
             .map_err(|_| poisoned())?

@@ -353,6 +353,11 @@ fn open_reporting(data: &Path, keys: &Path) -> Result<(Arc<Keyhold>, Vec<Patient
     };
     tracing::info!(%store, "store");
     let core = Keyhold::open(data, loaded, settings, Arc::new(SystemClock))?.with_mailer(mailer)?;
+    // Another instance on the same database may rotate: its new master key
+    // appears in the keys folder, and this process reads the folder again
+    // when a data key does not unwrap.
+    let folder = keys.to_path_buf();
+    core.reload_keys_from(Box::new(move || Ok(load_keys(&folder)?.keyring)))?;
     let erased = operator::apply_ledger(&core, keys)?;
     Ok((core, erased))
 }

@@ -1,8 +1,9 @@
 //! Two `keyhold serve` processes on one PostgreSQL database: a session made
 //! through one works through the other, a grant stopped through one is refused
-//! through the other on the very next request, and under writes from both the
+//! through the other on the very next request, under writes from both the
 //! audit chain stays one valid chain (`keyhold audit verify`), which a changed
-//! row breaks.
+//! row breaks; a rotation through one leaves the other able to open every
+//! record, and a backup through one restores into an embedded store.
 
 use std::ffi::OsStr;
 use std::process::Output;
@@ -153,6 +154,29 @@ fn two_instances_share_sessions_revocations_and_one_audit_chain() {
                 "a write is missing"
             );
         }
+    });
+
+    // A rotation through A: B reads the keys folder again when a data key
+    // is wrapped under the new master key, so someone B never served signs in.
+    let rotated = keyhold()
+        .env("KEYHOLD_DATABASE_URL", &db)
+        .args(["keys", "rotate", "--keys"])
+        .arg(&keys)
+        .arg("--data")
+        .arg(&data_a)
+        .output()
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    runtime().block_on(async {
+        let other = signed_in(&ub, "sensitive@demo.keyhold.test", PASSWORD)
+            .await
+            .expect("B signs in a patient whose keys were re-wrapped through A");
+        let (status, _) = get(&other, &format!("{ub}/record")).await;
+        assert_eq!(status, StatusCode::OK, "B cannot open a re-wrapped record");
     });
 
     // A backup through B's control socket: a snapshot of the database, which
