@@ -133,45 +133,7 @@ for i in $(seq -w "$flood_accounts"); do
 done
 
 # The flood: every connection POSTs /signin again as soon as it is answered,
-# each request to the next of the flood's accounts.
-cat >"$tmp/signin.lua" <<'LUA'
-local threads = {}
-local n = tonumber(os.getenv("KH_ACCOUNTS"))
-function setup(thread)
-  thread:set("first", #threads)
-  table.insert(threads, thread)
-end
-function init(args)
-  signed_in, shed, throttled, other = 0, 0, 0, 0
-  -- the threads start half-way round from each other
-  i = math.floor((first or 0) * n / 2)
-end
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Cookie"] = os.getenv("KH_COOKIE")
-local token, password = os.getenv("KH_TOKEN"), os.getenv("KH_PASSWORD")
-function request()
-  i = i % n + 1
-  local body = string.format("csrf_token=%s&email=bench%02d%%40bench.keyhold.test&password=%s", token, i, password)
-  return wrk.format(nil, nil, nil, body)
-end
-function response(status, headers, body)
-  if status == 303 then signed_in = signed_in + 1
-  elseif status == 503 then shed = shed + 1
-  elseif status == 429 then throttled = throttled + 1
-  else other = other + 1 end
-end
-function done(summary, latency, requests)
-  local s, d, t, o = 0, 0, 0, 0
-  for _, th in ipairs(threads) do
-    s = s + th:get("signed_in"); d = d + th:get("shed")
-    t = t + th:get("throttled"); o = o + th:get("other")
-  end
-  local secs = summary.duration / 1e6
-  io.write(string.format("FLOOD seconds=%.1f signed_in=%d shed=%d throttled=%d other=%d timeouts=%d signed_in_per_s=%.1f shed_per_s=%.1f\n",
-    secs, s, d, t, o, summary.errors.timeout, s / secs, d / secs))
-end
-LUA
+# each request to the next of the flood's accounts (scripts/lib/signin-flood.lua).
 
 to_ms() { # wrk's 812.00us / 5.60ms / 1.20s / 1.00m -> ms
   awk -v x="$1" 'BEGIN {
@@ -196,7 +158,7 @@ reads | tee "$tmp/base"
 echo
 echo "== 3. the same reads while $flood_conns connections sign in ($flood_accounts accounts in turn, right passwords)"
 KH_ACCOUNTS="$flood_accounts" KH_TOKEN="$token" KH_PASSWORD="$password" KH_COOKIE="$csrf_cookie" \
-  wrk -t2 -c"$flood_conns" -d"$((secs + 5))s" --timeout 15s --latency -s "$tmp/signin.lua" "$url/signin" >"$tmp/flood" 2>&1 &
+  wrk -t2 -c"$flood_conns" -d"$((secs + 5))s" --timeout 15s --latency -s scripts/lib/signin-flood.lua "$url/signin" >"$tmp/flood" 2>&1 &
 flood=$!
 sleep 2 # let the queue fill before measuring
 reads | tee "$tmp/loaded"

@@ -11,6 +11,7 @@ pub mod assignments;
 pub mod audit;
 pub mod backup;
 mod break_glass;
+pub mod bulk;
 mod category;
 pub mod checkpoint;
 pub mod clock;
