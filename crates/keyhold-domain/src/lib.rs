@@ -65,6 +65,7 @@ pub use ids::{
     AccountId, BreakGlassId, DocumentId, EntryId, FeedClientId, GrantId, OrgId, PatientId,
     StaffInviteId,
 };
+pub use keyhold_storage::PgOptions;
 pub use metrics::ServiceMetrics;
 pub use nhs_number::{NhsNumber, NhsNumberError};
 pub use orgs::{FirstAdministrator, PendingStaff, StaffMember};
@@ -73,7 +74,6 @@ pub use record::{
     NewEntry, Source,
 };
 pub use records::{Capabilities, Header, RecordView, Standing};
-pub use keyhold_storage::PgOptions;
 pub use service::{open_backend, open_memory_store, open_store, Keyhold, Settings, StoreBackend};
 pub use sharing::{
     Accepted, CaredFor, GrantTerms, GrantView, InvitationView, NewGrantee, ProxyRequest,
