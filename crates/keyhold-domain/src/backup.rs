@@ -15,7 +15,7 @@ use keyhold_storage::{restore_sled, Pair, StorageError, Store};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::trees::SCHEMA_VERSION;
+use crate::trees::{READABLE_SCHEMAS, SCHEMA_VERSION};
 use crate::DomainError;
 
 const MAGIC: &[u8] = b"keyhold-backup/v1\n";
@@ -187,7 +187,8 @@ impl<R: Read> Iterator for SnapshotReader<R> {
 /// durable, so a failed restore leaves no half-store behind.
 pub fn restore_snapshot(input: impl Read, data: &Path) -> Result<u64, DomainError> {
     let (header, mut rows) = SnapshotReader::new(input)?;
-    if header.schema != SCHEMA_VERSION {
+    // An older schema restores as it was; opening it marks it as this one.
+    if header.schema != SCHEMA_VERSION && !READABLE_SCHEMAS.contains(&header.schema) {
         return Err(DomainError::Schema(format!(
             "the backup has schema version {}, but this keyhold reads version {SCHEMA_VERSION}",
             header.schema

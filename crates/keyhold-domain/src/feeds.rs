@@ -741,8 +741,7 @@ impl Keyhold {
                         )
                         .into());
                     };
-                    let row: EntryRowV1 =
-                        serde_json::from_slice(&raw).map_err(DomainError::from)?;
+                    let row = EntryRowV1::decode(&raw)?;
                     let version = row.version + 1;
                     batch.require_equals(ENTRIES, key, Some(raw));
                     batch.require_equals(FEED_IDENTIFIERS, index_key.clone(), Some(at));
@@ -788,7 +787,7 @@ impl Keyhold {
             batch.put(
                 ENTRIES,
                 pair(patient.as_bytes(), id.as_bytes()),
-                serde_json::to_vec(&EntryRowV1 { version, sealed }).map_err(DomainError::from)?,
+                EntryRowV1 { version, sealed }.encode(),
             );
             let access = Access {
                 now,

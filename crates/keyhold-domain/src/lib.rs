@@ -65,7 +65,7 @@ pub use ids::{
     AccountId, BreakGlassId, DocumentId, EntryId, FeedClientId, GrantId, OrgId, PatientId,
     StaffInviteId,
 };
-pub use keyhold_storage::PgOptions;
+pub use keyhold_storage::{PgOptions, SledTuning};
 pub use metrics::ServiceMetrics;
 pub use nhs_number::{NhsNumber, NhsNumberError};
 pub use orgs::{FirstAdministrator, PendingStaff, StaffMember};

@@ -425,7 +425,7 @@ impl Keyhold {
         let mut out = Vec::new();
         for item in self.store.scan(ENTRIES, patient.as_bytes()) {
             let (key, raw) = item?;
-            let row: EntryRowV1 = serde_json::from_slice(&raw)?;
+            let row = EntryRowV1::decode(&raw)?;
             let plain = self.vault.open(
                 &dek,
                 &Aad::entry(patient, &key[16..], row.version),
@@ -544,7 +544,7 @@ impl Keyhold {
             .get(ENTRIES, &pair(patient.as_bytes(), id.as_bytes()))?;
         let entry: Option<Entry> = match raw {
             Some(raw) => {
-                let row: EntryRowV1 = serde_json::from_slice(&raw)?;
+                let row = EntryRowV1::decode(&raw)?;
                 let dek = self.vault.key(KeyOwner::Patient(patient))?;
                 let plain = self.vault.open(
                     &dek,
@@ -645,11 +645,7 @@ impl Keyhold {
         )?;
         let key = pair(patient.as_bytes(), id.as_bytes());
         batch.require_absent(ENTRIES, key.clone());
-        batch.put(
-            ENTRIES,
-            key,
-            serde_json::to_vec(&EntryRowV1 { version: 1, sealed })?,
-        );
+        batch.put(ENTRIES, key, EntryRowV1 { version: 1, sealed }.encode());
         Ok(id)
     }
 

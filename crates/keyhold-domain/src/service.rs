@@ -15,7 +15,7 @@ use crate::audit::{AuditChain, AuditLog};
 use crate::clock::Clock;
 use crate::ids::KeyOwner;
 use crate::keystore::LoadedKeys;
-use crate::trees::{AUDIT, DEKS, META, SCHEMA_VERSION};
+use crate::trees::{AUDIT, DEKS, META, READABLE_SCHEMAS, SCHEMA_VERSION};
 use crate::vault::Vault;
 use crate::DomainError;
 
@@ -49,11 +49,10 @@ pub struct Settings {
 }
 
 /// The storage backend [`Keyhold::open`] uses.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub enum StoreBackend {
     /// sled, in `DATA/store`.
-    #[default]
-    Sled,
+    Sled(keyhold_storage::SledTuning),
     /// PostgreSQL (see `keyhold_storage::open_postgres`).
     Postgres(keyhold_storage::PgOptions),
 }
@@ -63,9 +62,11 @@ impl Default for Settings {
         Settings {
             dek_cache_size: 10_000,
             max_upload_bytes: 20 * 1024 * 1024,
+            // Half the cores (at least one): hashing is bounded so that
+            // reads keep the rest even while sign-ins flood in.
             hashing_concurrency: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+                .map(|n| (n.get() / 2).max(1))
+                .unwrap_or(1),
             hashing_max_waiting: 64,
             session_idle: Duration::minutes(30),
             session_absolute: Duration::hours(12),
@@ -74,7 +75,7 @@ impl Default for Settings {
             break_glass_duration: Duration::hours(1),
             public_url: "http://127.0.0.1:8080".into(),
             sign_in_limits: crate::SignInLimits::default(),
-            store: StoreBackend::Sled,
+            store: StoreBackend::Sled(keyhold_storage::SledTuning::default()),
         }
     }
 }
@@ -168,7 +169,16 @@ pub fn open_backend(
     backend: &StoreBackend,
 ) -> Result<Arc<dyn Store>, DomainError> {
     match backend {
-        StoreBackend::Sled => open_store(data_dir),
+        StoreBackend::Sled(tuning) => {
+            std::fs::create_dir_all(data_dir).map_err(|e| {
+                DomainError::Internal(format!("cannot create {}: {e}", data_dir.display()))
+            })?;
+            Ok(keyhold_storage::open_sled_tuned(
+                &data_dir.join("store"),
+                chains(),
+                *tuning,
+            )?)
+        }
         StoreBackend::Postgres(options) => Ok(keyhold_storage::open_postgres(options, chains())?),
     }
 }
@@ -339,30 +349,40 @@ impl Keyhold {
 }
 
 fn check_schema(store: &dyn Store) -> Result<(), DomainError> {
-    match store.get(META, b"schema_version")? {
-        Some(v) => {
-            let found = <[u8; 4]>::try_from(v.as_slice())
+    loop {
+        let current = store.get(META, b"schema_version")?;
+        let found = current.as_ref().map(|v| {
+            <[u8; 4]>::try_from(v.as_slice())
                 .map(u32::from_be_bytes)
-                .unwrap_or(0);
-            if found != SCHEMA_VERSION {
+                .unwrap_or(0)
+        });
+        match found {
+            Some(SCHEMA_VERSION) => return Ok(()),
+            Some(old) if READABLE_SCHEMAS.contains(&old) => {}
+            Some(other) => {
                 return Err(DomainError::Schema(format!(
-                    "this store has schema version {found}, but this keyhold reads version {SCHEMA_VERSION}; \
-                     use the matching keyhold release (or its migration) for this data folder"
-                )));
+                    "this store has schema version {other}, but this keyhold reads versions \
+                     {READABLE_SCHEMAS:?} and {SCHEMA_VERSION}; use the matching keyhold release \
+                     (or its migration) for this data folder"
+                )))
             }
+            None => {}
         }
-        None => {
-            let mut b = Batch::new();
-            b.require_absent(META, b"schema_version".to_vec());
-            b.put(
-                META,
-                b"schema_version".to_vec(),
-                SCHEMA_VERSION.to_be_bytes().to_vec(),
-            );
-            store.submit(b).wait()?;
+        // New, or an older schema this build reads: mark it as this one.
+        let mut b = Batch::new();
+        b.require_equals(META, b"schema_version".to_vec(), current);
+        b.put(
+            META,
+            b"schema_version".to_vec(),
+            SCHEMA_VERSION.to_be_bytes().to_vec(),
+        );
+        match store.submit(b).wait() {
+            Ok(_) => return Ok(()),
+            // Another instance marked it meanwhile: look again.
+            Err(keyhold_storage::StorageError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
 }
 
 /// The canary is a data key like any other; if it does not unwrap, the keys

@@ -118,9 +118,15 @@ pub(crate) fn sweep_expired(
     Ok(())
 }
 
-/// The schema this build reads and writes. Bump on any incompatible change to a
-/// row or key layout; the server refuses a store with another version.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this build writes. Bump on any incompatible change to a row or
+/// key layout; the server refuses a store with a version it cannot read.
+/// 2: entry rows compact (`EntryRowV1::encode`), not JSON.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Older schemas this build still reads; a store of one is marked
+/// [`SCHEMA_VERSION`] when opened (its old rows stay readable), so an older
+/// build then refuses it rather than misread the new rows.
+pub const READABLE_SCHEMAS: [u32; 1] = [1];
 
 pub(crate) fn pair(a: &[u8; 16], b: &[u8; 16]) -> Vec<u8> {
     let mut k = Vec::with_capacity(32);

@@ -27,4 +27,4 @@ pub use error::StorageError;
 pub use kv::{KvIter, Pair, RowSink, Store, StoreStats, GROUP_SIZE_BOUNDS};
 pub use memory::open_memory;
 pub use pg::{create_database, open_postgres, PgOptions, SCHEMA as POSTGRES_SCHEMA};
-pub use sled_engine::{open_sled, restore_sled};
+pub use sled_engine::{open_sled, open_sled_tuned, restore_sled, SledTuning};

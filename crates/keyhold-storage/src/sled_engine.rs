@@ -76,11 +76,31 @@ impl Engine for SledEngine {
 /// reported once this wait is over.
 const LOCK_WAIT: Duration = Duration::from_secs(20);
 
-fn open_db(dir: &Path) -> Result<sled::Db, StorageError> {
+/// How the embedded store runs; nothing here changes what is stored.
+#[derive(Clone, Copy, Debug)]
+pub struct SledTuning {
+    /// sled's page cache, in bytes (sled's own default is 1 GiB, which alone
+    /// would take the whole of a 1 GiB memory budget on a large store).
+    pub cache_bytes: u64,
+}
+
+impl Default for SledTuning {
+    fn default() -> Self {
+        SledTuning {
+            cache_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StorageError> {
     let started = Instant::now();
     let mut told = false;
     loop {
-        match sled::Config::new().path(dir).open() {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e)) if is_lock_busy(&e) && started.elapsed() < LOCK_WAIT => {
                 if !told && started.elapsed() > Duration::from_secs(1) {
@@ -111,12 +131,21 @@ fn is_lock_busy(e: &std::io::Error) -> bool {
         || e.to_string().starts_with("could not acquire lock")
 }
 
-/// Opens (or creates) the sled store in `dir`.
+/// Opens (or creates) the sled store in `dir`, with the default tuning.
 pub fn open_sled(
     dir: &Path,
     chains: Vec<(TreeName, Arc<dyn ChainLink>)>,
 ) -> Result<Arc<dyn Store>, StorageError> {
-    let db = open_db(dir)?;
+    open_sled_tuned(dir, chains, SledTuning::default())
+}
+
+/// Opens (or creates) the sled store in `dir`.
+pub fn open_sled_tuned(
+    dir: &Path,
+    chains: Vec<(TreeName, Arc<dyn ChainLink>)>,
+    tuning: SledTuning,
+) -> Result<Arc<dyn Store>, StorageError> {
+    let db = open_db(dir, tuning.cache_bytes)?;
     let tree = db.open_tree("kv")?;
     match db.get(BACKEND_KEY)? {
         None => {
@@ -151,7 +180,7 @@ pub fn restore_sled(
             dir.display()
         )));
     }
-    let db = open_db(dir)?;
+    let db = open_db(dir, SledTuning::default().cache_bytes)?;
     db.insert(BACKEND_KEY, BACKEND)?;
     let tree = db.open_tree("kv")?;
     let mut batch = sled::Batch::default();

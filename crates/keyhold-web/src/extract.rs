@@ -27,30 +27,41 @@ pub struct Viewer {
 
 impl Viewer {
     pub async fn resolve(state: &AppState, headers: &HeaderMap, secret: CsrfSecret) -> Viewer {
-        let name = cookies::name(SESSION_COOKIE, state.config.secure_cookies);
         let mut viewer = Viewer {
             principal: None,
             session: None,
             secret,
             account_email: None,
         };
-        let Some(raw) = cookies::get(headers, &name).filter(|v| cookies::is_token(v)) else {
-            return viewer;
-        };
-        match state.core.session(&SessionToken::from_cookie(&raw)).await {
-            Ok(Some(p)) => {
-                viewer.account_email = state
-                    .core
-                    .account_email(p.account)
-                    .ok()
-                    .map(|e| e.to_string());
-                viewer.principal = Some(p);
-                viewer.session = Some(raw);
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "session lookup failed"),
+        if let Some((p, raw)) = Self::session_principal(state, headers).await {
+            // For the page header; opening it costs an AES-GCM open, so
+            // callers that show no page (the FHIR API) use `session_principal`.
+            viewer.account_email = state
+                .core
+                .account_email(p.account)
+                .ok()
+                .map(|e| e.to_string());
+            viewer.principal = Some(p);
+            viewer.session = Some(raw);
         }
         viewer
+    }
+
+    /// The principal behind the request's session cookie, and the cookie.
+    pub async fn session_principal(
+        state: &AppState,
+        headers: &HeaderMap,
+    ) -> Option<(Principal, String)> {
+        let name = cookies::name(SESSION_COOKIE, state.config.secure_cookies);
+        let raw = cookies::get(headers, &name).filter(|v| cookies::is_token(v))?;
+        match state.core.session(&SessionToken::from_cookie(&raw)).await {
+            Ok(Some(p)) => Some((p, raw)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "session lookup failed");
+                None
+            }
+        }
     }
 
     pub fn csrf_token(&self, state: &AppState) -> String {

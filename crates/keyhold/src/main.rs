@@ -260,6 +260,14 @@ fn settings() -> Result<Settings> {
             )?;
         s.break_glass_duration = time::Duration::minutes(m);
     }
+    let mut tuning = keyhold_domain::SledTuning::default();
+    if let Some(mb) = env_number("KEYHOLD_SLED_CACHE_MB", 16..=1_048_576)? {
+        tuning.cache_bytes = mb * 1024 * 1024;
+    }
+    s.store = keyhold_domain::StoreBackend::Sled(tuning);
+    if let Some(n) = env_number("KEYHOLD_HASHING_CONCURRENCY", 1..=1024)? {
+        s.hashing_concurrency = usize::try_from(n).context("KEYHOLD_HASHING_CONCURRENCY")?;
+    }
     if let Some(url) = database_url() {
         let mut options = keyhold_domain::PgOptions::new(url);
         if let Some(n) = env_number("KEYHOLD_DATABASE_READERS", 2..=256)? {
@@ -348,7 +356,7 @@ fn open_reporting(data: &Path, keys: &Path) -> Result<(Arc<Keyhold>, Vec<Patient
     tracing::info!(mail = %mailer.describe(), "mail");
     let settings = settings()?;
     let store = match &settings.store {
-        keyhold_domain::StoreBackend::Sled => format!("sled {}", data.join("store").display()),
+        keyhold_domain::StoreBackend::Sled(_) => format!("sled {}", data.join("store").display()),
         keyhold_domain::StoreBackend::Postgres(o) => o.describe(),
     };
     tracing::info!(%store, "store");

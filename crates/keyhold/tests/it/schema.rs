@@ -1,4 +1,5 @@
-//! trees.rs: the server refuses a store written with another schema version.
+//! trees.rs: the server refuses a store written with a schema version it cannot read,
+//! and marks an older one it can read as its own.
 
 use std::path::Path;
 
@@ -52,4 +53,24 @@ fn schema_version_mismatch_is_refused() {
     let server = serve(&data, &keys, &[]);
     assert_healthy(&server, "with the schema version restored");
     server.stop();
+}
+
+/// A store of an older schema this build reads (1: entry rows as JSON) is
+/// served, and marked as this build's schema so an older build refuses it.
+#[test]
+fn an_older_readable_schema_is_served_and_marked_current() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    let data = tmp.path().join("data");
+    init_keys(&keys);
+    drop(open_core(&data, &keys));
+    set_schema_version(&data, 1);
+    let server = serve(&data, &keys, &[]);
+    assert_healthy(&server, "with schema 1");
+    server.stop();
+    assert_eq!(
+        schema_version(&data),
+        Some(SCHEMA_VERSION.to_be_bytes().to_vec())
+    );
+    assert_ne!(SCHEMA_VERSION, 1);
 }

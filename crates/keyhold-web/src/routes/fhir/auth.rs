@@ -12,7 +12,6 @@ use keyhold_domain::policy::Principal;
 use keyhold_fhir::IssueType;
 
 use super::outcome;
-use crate::csrf::CsrfSecret;
 use crate::extract::Viewer;
 use crate::AppState;
 
@@ -68,15 +67,9 @@ impl FromRequestParts<AppState> for FhirCaller {
                 resp
             });
         }
-        let secret = parts
-            .extensions
-            .get::<CsrfSecret>()
-            .cloned()
-            .ok_or_else(unauthorised)?;
-        let viewer = Viewer::resolve(state, &parts.headers, secret).await;
-        viewer
-            .principal
-            .map(|principal| FhirCaller { principal })
+        Viewer::session_principal(state, &parts.headers)
+            .await
+            .map(|(principal, _)| FhirCaller { principal })
             .ok_or_else(unauthorised)
     }
 }
