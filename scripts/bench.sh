@@ -17,7 +17,8 @@
 #    after seeding. Then it starts `keyhold serve` on 127.0.0.1 (a free port)
 #    and measures:
 #    - start-up: from exec until GET /healthz answers 200;
-#    - P1: GET /fhir/R4/Patient/{id} as the record's owner (session cookie:
+#    - P1 (after 5 s of the same reads as a warm-up, not measured):
+#      GET /fhir/R4/Patient/{id} as the record's owner (session cookie:
 #      session, policy, demographics opened, a durable audit entry per
 #      request) at CONNECTIONS connections for SECONDS, then the bare axum
 #      handler (`keyhold-bench bare`) serving the same bytes;
@@ -235,6 +236,10 @@ for n in ${sizes//,/ }; do
       -H "Cookie: $cookie" -H 'Accept: application/fhir+json' "$1$path"
   }
   echo
+  # Warm-up: the first seconds after a start read a cold store (start-up is
+  # measured above); P1 is the steady state.
+  echo "== warm-up: 5 s of the P1 reads, not measured"
+  wrk -t2 -c"$conns" -d5s -H "Cookie: $cookie" -H 'Accept: application/fhir+json' "$url$path" >/dev/null
   p1_load=$(load)
   echo "== P1: GET $path ($body_bytes bytes) as its owner, $conns connections, ${secs}s; load average before: $p1_load"
   reads "$url" | tee "$tmp/p1"

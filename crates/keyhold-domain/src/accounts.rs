@@ -336,6 +336,10 @@ impl Keyhold {
         client: Option<std::net::IpAddr>,
     ) -> Result<SignedIn, DomainError> {
         let bad = || DomainError::BadCredentials;
+        // Shed before looking anything up: known or not, the same answer.
+        if self.hashing.is_full() {
+            return Err(DomainError::Overloaded);
+        }
         let Ok(email) = Email::parse(email) else {
             return Err(bad());
         };

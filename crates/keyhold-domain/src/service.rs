@@ -102,6 +102,13 @@ impl Drop for QueuePlace<'_> {
 }
 
 impl Hashing {
+    /// Whether a request for a hash now would be shed: callers check this
+    /// before any other work, so that a flood of sign-ins beyond the queue
+    /// costs as little as possible (the answer is the same either way).
+    pub(crate) fn is_full(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) >= self.max_waiting
+    }
+
     /// Requests waiting for a hashing permit now (for `/metrics`).
     pub(crate) fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)

@@ -1,5 +1,6 @@
 //! Every tree the domain keeps, with its key layout. Values are versioned rows
-//! (`…V1`, JSON) whose secret parts are sealed under a data key; keys are random
+//! (`…V1`, JSON; entries in a compact binary form) whose secret parts are
+//! sealed under a data key; keys are random
 //! ids, sequence numbers or blind indexes, never a plaintext value.
 
 use keyhold_storage::TreeName;
@@ -24,7 +25,8 @@ pub const SESSIONS: TreeName = TreeName::new("sessions");
 pub const PATIENTS: TreeName = TreeName::by_patient("patients");
 /// `blind("nhs-number", digits)` → `patient_id`.
 pub const PATIENTS_BY_NHS: TreeName = TreeName::new("patients_by_nhs");
-/// `patient_id ‖ entry_id` → `EntryRowV1` (sealed entry).
+/// `patient_id ‖ entry_id` → `EntryRowV1` (sealed entry; compact, not JSON:
+/// see `EntryRowV1::encode`).
 pub const ENTRIES: TreeName = TreeName::by_patient("entries");
 /// `patient_id ‖ document_id` → `DocumentRowV1` (sealed metadata, chunk count).
 pub const DOCUMENTS: TreeName = TreeName::by_patient("documents");
