@@ -2,13 +2,12 @@
 //! them durable with one flush before answering any of them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::batch::{Batch, ChainLink, Committed, Op, Precondition, Ticket, TicketInner, TreeName};
 use crate::engine::{Engine, Write};
-use crate::kv::{full_key, StoreStats, GROUP_SIZE_BOUNDS};
+use crate::kv::{full_key, Counters, StoreStats};
 use crate::StorageError;
 
 /// Upper bound on batches that share one flush, so one group's latency stays
@@ -29,14 +28,6 @@ enum Job {
 /// Writes are held while this lives; dropping it lets them go on.
 pub(crate) struct Paused {
     _resume: mpsc::Sender<()>,
-}
-
-#[derive(Default)]
-struct Counters {
-    batches: AtomicU64,
-    flushes: AtomicU64,
-    largest_group: AtomicU64,
-    group_sizes: [AtomicU64; GROUP_SIZE_BOUNDS.len()],
 }
 
 pub(crate) struct Committer {
@@ -113,14 +104,7 @@ impl Committer {
     }
 
     pub(crate) fn stats(&self) -> StoreStats {
-        StoreStats {
-            batches_committed: self.counters.batches.load(Ordering::Relaxed),
-            flushes: self.counters.flushes.load(Ordering::Relaxed),
-            largest_group: self.counters.largest_group.load(Ordering::Relaxed),
-            group_sizes: std::array::from_fn(|i| {
-                self.counters.group_sizes[i].load(Ordering::Relaxed)
-            }),
-        }
+        self.counters.stats()
     }
 }
 
@@ -178,10 +162,7 @@ impl<E: Engine> Worker<E> {
             results.push((self.apply(batch), reply));
         }
         let flushed = self.engine.flush();
-        counters.flushes.fetch_add(1, Ordering::Relaxed);
-        counters.batches.fetch_add(n, Ordering::Relaxed);
-        counters.largest_group.fetch_max(n, Ordering::Relaxed);
-        counters.group_sizes[StoreStats::bucket(n)].fetch_add(1, Ordering::Relaxed);
+        counters.group(n);
         for (result, reply) in results {
             let answer = match (&flushed, result) {
                 (Ok(()), r) => r,

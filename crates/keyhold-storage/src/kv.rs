@@ -1,6 +1,7 @@
 //! The [`Store`] trait the domain sees, and its one implementation over any
 //! [`Engine`]: logical trees are key prefixes (`name ‖ 0x00 ‖ key`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::batch::{Batch, Ticket, TreeName};
@@ -33,13 +34,36 @@ pub struct StoreStats {
     pub group_sizes: [u64; GROUP_SIZE_BOUNDS.len()],
 }
 
-impl StoreStats {
-    /// Counts one group of `n` batches into [`StoreStats::group_sizes`].
-    pub(crate) fn bucket(n: u64) -> usize {
-        GROUP_SIZE_BOUNDS
+/// What a committer counts as it goes (every backend's the same way), read
+/// as [`StoreStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    batches: AtomicU64,
+    flushes: AtomicU64,
+    largest_group: AtomicU64,
+    group_sizes: [AtomicU64; GROUP_SIZE_BOUNDS.len()],
+}
+
+impl Counters {
+    /// One group of `n` batches made durable by one flush (or commit).
+    pub(crate) fn group(&self, n: u64) {
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.batches.fetch_add(n, Ordering::Relaxed);
+        self.largest_group.fetch_max(n, Ordering::Relaxed);
+        let bucket = GROUP_SIZE_BOUNDS
             .iter()
             .position(|b| n <= *b)
-            .unwrap_or(GROUP_SIZE_BOUNDS.len() - 1)
+            .unwrap_or(GROUP_SIZE_BOUNDS.len() - 1);
+        self.group_sizes[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> StoreStats {
+        StoreStats {
+            batches_committed: self.batches.load(Ordering::Relaxed),
+            flushes: self.flushes.load(Ordering::Relaxed),
+            largest_group: self.largest_group.load(Ordering::Relaxed),
+            group_sizes: std::array::from_fn(|i| self.group_sizes[i].load(Ordering::Relaxed)),
+        }
     }
 }
 

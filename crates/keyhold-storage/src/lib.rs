@@ -26,5 +26,5 @@ pub use batch::{Batch, ChainLink, Committed, Ticket, TreeName, PATIENT_ID_LEN};
 pub use error::StorageError;
 pub use kv::{KvIter, Pair, RowSink, Store, StoreStats, GROUP_SIZE_BOUNDS};
 pub use memory::open_memory;
-pub use pg::{create_database, open_postgres, PgOptions, SCHEMA as POSTGRES_SCHEMA};
+pub use pg::{create_database, open_postgres, test_database, PgOptions, SCHEMA as POSTGRES_SCHEMA};
 pub use sled_engine::{open_sled, open_sled_tuned, restore_sled, SledTuning};

@@ -24,7 +24,6 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -34,7 +33,7 @@ use postgres::{Client, NoTls, Statement};
 use crate::batch::{
     Batch, ChainLink, Committed, Op, Precondition, Ticket, TicketInner, TreeName, PATIENT_ID_LEN,
 };
-use crate::kv::{KvIter, Pair, RowSink, Store, StoreStats, GROUP_SIZE_BOUNDS};
+use crate::kv::{Counters, KvIter, Pair, RowSink, Store, StoreStats};
 use crate::StorageError;
 
 /// Taken by every write transaction: one writer at a time across instances.
@@ -417,14 +416,6 @@ impl Drop for Readers {
 
 type Reply = oneshot::Sender<Result<Committed, StorageError>>;
 
-#[derive(Default)]
-struct Counters {
-    batches: AtomicU64,
-    commits: AtomicU64,
-    largest_group: AtomicU64,
-    group_sizes: [AtomicU64; GROUP_SIZE_BOUNDS.len()],
-}
-
 struct LogHead {
     next: u64,
     last: Option<Vec<u8>>,
@@ -474,10 +465,7 @@ impl Writer {
                         .collect()
                 }
             };
-            counters.commits.fetch_add(1, Ordering::Relaxed);
-            counters.batches.fetch_add(n, Ordering::Relaxed);
-            counters.largest_group.fetch_max(n, Ordering::Relaxed);
-            counters.group_sizes[StoreStats::bucket(n)].fetch_add(1, Ordering::Relaxed);
+            counters.group(n);
             for (answer, reply) in answers.into_iter().zip(replies) {
                 // The requester may have gone away; the write stands regardless.
                 let _ = reply.send(answer);
@@ -888,14 +876,7 @@ impl Store for PgStore {
     }
 
     fn stats(&self) -> StoreStats {
-        StoreStats {
-            batches_committed: self.counters.batches.load(Ordering::Relaxed),
-            flushes: self.counters.commits.load(Ordering::Relaxed),
-            largest_group: self.counters.largest_group.load(Ordering::Relaxed),
-            group_sizes: std::array::from_fn(|i| {
-                self.counters.group_sizes[i].load(Ordering::Relaxed)
-            }),
-        }
+        self.counters.stats()
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {
@@ -957,6 +938,32 @@ pub fn create_database(admin_url: &str, name: &str) -> Result<String, StorageErr
     })
     .join()
     .map_err(|_| StorageError::Engine("creating the database panicked".into()))?
+}
+
+/// For test suites: a new database on the test server that
+/// `tests/with-postgres.sh` starts and names in `KEYHOLD_TEST_POSTGRES_URL`,
+/// or `None` when there is none. With `KEYHOLD_TEST_POSTGRES_REQUIRED` set (as
+/// `tests/run-all` does), a missing server is an error, not a skip.
+pub fn test_database(tag: &str) -> Result<Option<String>, StorageError> {
+    let Ok(admin) = std::env::var("KEYHOLD_TEST_POSTGRES_URL") else {
+        if std::env::var_os("KEYHOLD_TEST_POSTGRES_REQUIRED").is_some() {
+            return Err(StorageError::Incompatible(
+                "KEYHOLD_TEST_POSTGRES_REQUIRED is set but KEYHOLD_TEST_POSTGRES_URL is not: \
+                 run the tests under tests/with-postgres.sh"
+                    .into(),
+            ));
+        }
+        eprintln!("PostgreSQL NOT TESTED: run under tests/with-postgres.sh to include it");
+        return Ok(None);
+    };
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("{tag}_{}_{n}_{nanos}", std::process::id());
+    create_database(&admin, &name).map(Some)
 }
 
 /// A URL for `config` with the database `name` (user, host and port kept).

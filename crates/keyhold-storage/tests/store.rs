@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use keyhold_storage::{
-    create_database, open_memory, open_postgres, open_sled, restore_sled, Batch, ChainLink,
+    open_memory, open_postgres, open_sled, restore_sled, test_database, Batch, ChainLink,
     PgOptions, StorageError, Store, TreeName,
 };
 
@@ -30,30 +30,9 @@ fn chains() -> Vec<(TreeName, Arc<dyn ChainLink>)> {
     vec![(LOG, Arc::new(Counting))]
 }
 
-/// A new database on the test server (`tests/with-postgres.sh` starts one and
-/// sets `KEYHOLD_TEST_POSTGRES_URL`), or `None` when there is none. Under
-/// `tests/run-all` (`KEYHOLD_TEST_POSTGRES_REQUIRED`), a missing server fails.
+/// A new database on the test server, or `None` (see `test_database`).
 fn postgres_database() -> Option<String> {
-    let Ok(admin) = std::env::var("KEYHOLD_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("KEYHOLD_TEST_POSTGRES_REQUIRED").is_none(),
-            "KEYHOLD_TEST_POSTGRES_REQUIRED is set but KEYHOLD_TEST_POSTGRES_URL is not: \
-             run the tests under tests/with-postgres.sh"
-        );
-        eprintln!("PostgreSQL NOT TESTED: run under tests/with-postgres.sh to include it");
-        return None;
-    };
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let name = format!(
-        "store_{}_{}_{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    Some(create_database(&admin, &name).unwrap())
+    test_database("store").unwrap()
 }
 
 fn postgres_store(url: &str) -> Arc<dyn Store> {

@@ -503,24 +503,8 @@ pub async fn signed_in(base: &str, email: &str, password: &str) -> Result<reqwes
     Ok(client)
 }
 
-/// A new database on the test PostgreSQL server (`tests/with-postgres.sh`
-/// starts one and sets `KEYHOLD_TEST_POSTGRES_URL`), or `None` without one.
-/// Under `tests/run-all` (`KEYHOLD_TEST_POSTGRES_REQUIRED`) a missing server
-/// fails the test instead.
+/// A new database on the test PostgreSQL server, or `None` without one (see
+/// `keyhold_storage::test_database`).
 pub fn postgres_database(tag: &str) -> Option<String> {
-    let Ok(admin) = std::env::var("KEYHOLD_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("KEYHOLD_TEST_POSTGRES_REQUIRED").is_none(),
-            "KEYHOLD_TEST_POSTGRES_REQUIRED is set but KEYHOLD_TEST_POSTGRES_URL is not: \
-             run the tests under tests/with-postgres.sh"
-        );
-        eprintln!("PostgreSQL NOT TESTED: run under tests/with-postgres.sh to include it");
-        return None;
-    };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("a clock after 1970")
-        .subsec_nanos();
-    let name = format!("{tag}_{}_{nanos}", std::process::id());
-    Some(keyhold_storage::create_database(&admin, &name).expect("create a test database"))
+    keyhold_storage::test_database(tag).expect("a test database")
 }
