@@ -129,7 +129,29 @@ impl PgOptions {
 }
 
 fn pg(e: postgres::Error) -> StorageError {
-    StorageError::Engine(format!("postgres: {e}"))
+    // The server's message, not only "db error". It may quote a key (a
+    // random id, a blind index or a sequence number), never plaintext.
+    match e.as_db_error() {
+        Some(d) => StorageError::Engine(format!("postgres: {} ({})", d.message(), d.code().code())),
+        None => StorageError::Engine(format!("postgres: {e}")),
+    }
+}
+
+/// Whether `e` means the server ended this connection (closed, or
+/// terminated by an administrator, a restart or a failover), not that the
+/// statement was wrong.
+fn connection_gone(e: &postgres::Error, client: &Client) -> bool {
+    use postgres::error::SqlState;
+    e.is_closed()
+        || client.is_closed()
+        || e.code().is_some_and(|c| {
+            [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(c)
+        })
 }
 
 /// The patient id a row of a `by_patient` tree is stored under.
@@ -166,6 +188,9 @@ struct Conn {
     config: postgres::Config,
     client: Option<Client>,
     prepared: HashMap<String, Statement>,
+    /// Inside a transaction a lost connection must fail the transaction:
+    /// reconnecting would carry on outside it (without its lock or snapshot).
+    in_transaction: bool,
 }
 
 impl Conn {
@@ -174,6 +199,7 @@ impl Conn {
             config,
             client: None,
             prepared: HashMap::new(),
+            in_transaction: false,
         };
         c.client()?;
         Ok(c)
@@ -181,6 +207,11 @@ impl Conn {
 
     fn client(&mut self) -> Result<&mut Client, StorageError> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            if self.in_transaction {
+                return Err(StorageError::Engine(
+                    "postgres: the connection was lost inside a transaction".into(),
+                ));
+            }
             self.prepared.clear();
             self.client = Some(self.config.connect(NoTls).map_err(pg)?);
         }
@@ -190,6 +221,9 @@ impl Conn {
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement, StorageError> {
+        // Reconnect first if needed: that forgets statements prepared on the
+        // connection that went away.
+        self.client()?;
         if let Some(s) = self.prepared.get(sql) {
             return Ok(s.clone());
         }
@@ -203,9 +237,50 @@ impl Conn {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<postgres::Row>, StorageError> {
-        let stmt = self.statement(sql)?;
-        let client = self.client()?;
-        client.query(&stmt, params).map_err(pg)
+        match self.attempt(sql, params) {
+            Ok(rows) => Ok(rows),
+            // The server ended this connection (a restart, a failover):
+            // outside a transaction a read is safe to send once more, on a
+            // new connection, rather than fail the request that found out.
+            Err((_, true)) if !self.in_transaction => {
+                self.client = None;
+                self.attempt(sql, params).map_err(|(e, _)| e)
+            }
+            Err((e, _)) => Err(e),
+        }
+    }
+
+    /// One try; the flag says whether the connection is gone.
+    fn attempt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, (StorageError, bool)> {
+        let cached = {
+            self.client().map_err(|e| (e, false))?;
+            self.prepared.get(sql).cloned()
+        };
+        let client = self.client().map_err(|e| (e, false))?;
+        let stmt = match cached {
+            Some(s) => s,
+            None => match client.prepare(sql) {
+                Ok(s) => s,
+                Err(e) => {
+                    let gone = connection_gone(&e, client);
+                    return Err((pg(e), gone));
+                }
+            },
+        };
+        match client.query(&stmt, params) {
+            Ok(rows) => {
+                self.prepared.insert(sql.to_string(), stmt);
+                Ok(rows)
+            }
+            Err(e) => {
+                let gone = connection_gone(&e, client);
+                Err((pg(e), gone))
+            }
+        }
     }
 
     fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StorageError> {
@@ -216,6 +291,21 @@ impl Conn {
 
     fn simple(&mut self, sql: &str) -> Result<(), StorageError> {
         self.client()?.batch_execute(sql).map_err(pg)
+    }
+
+    /// Starts a transaction (`sql` begins with `BEGIN`); until [`Conn::end`],
+    /// a lost connection is an error, never a silent reconnect.
+    fn begin(&mut self, sql: &str) -> Result<(), StorageError> {
+        self.simple(sql)?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    /// `COMMIT` or `ROLLBACK`; the connection may reconnect afterwards.
+    fn end(&mut self, sql: &str) -> Result<(), StorageError> {
+        let result = self.simple(sql);
+        self.in_transaction = false;
+        result
     }
 
     fn get(&mut self, tree: TreeName, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -285,7 +375,7 @@ impl Conn {
     /// transaction: a consistent snapshot while writers go on.
     fn export(&mut self, out: &mpsc::SyncSender<Result<Vec<Pair>, StorageError>>) {
         let result = (|| -> Result<(), StorageError> {
-            self.simple("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+            self.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
             for table in ["shared_rows", "patient_rows"] {
                 let first =
                     format!("SELECT tree, key, value FROM {table} ORDER BY tree, key LIMIT {PAGE}");
@@ -321,7 +411,7 @@ impl Conn {
             }
             Ok(())
         })();
-        let _ = self.simple("ROLLBACK");
+        let _ = self.end("ROLLBACK");
         if let Err(e) = result {
             let _ = out.send(Err(e));
         }
@@ -457,7 +547,7 @@ impl Writer {
             let answers = match self.commit_group(batches) {
                 Ok(answers) => answers,
                 Err(e) => {
-                    let _ = self.conn.simple("ROLLBACK");
+                    let _ = self.conn.end("ROLLBACK");
                     let msg = e.to_string();
                     replies
                         .iter()
@@ -479,7 +569,7 @@ impl Writer {
         &mut self,
         batches: Vec<Batch>,
     ) -> Result<Vec<Result<Committed, StorageError>>, StorageError> {
-        self.conn.simple(&format!(
+        self.conn.begin(&format!(
             "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
         ))?;
         let mut overlay = Overlay::new();
@@ -489,7 +579,7 @@ impl Writer {
             answers.push(self.stage(batch, &mut overlay, &mut heads)?);
         }
         self.write(overlay, &heads)?;
-        self.conn.simple("COMMIT")?;
+        self.conn.end("COMMIT")?;
         Ok(answers)
     }
 
@@ -736,8 +826,11 @@ pub fn open_postgres(
     options: &PgOptions,
     chains: Vec<(TreeName, Arc<dyn ChainLink>)>,
 ) -> Result<Arc<dyn Store>, StorageError> {
-    let config = postgres::Config::from_str(&options.url)
+    let mut config = postgres::Config::from_str(&options.url)
         .map_err(|e| StorageError::Incompatible(format!("the PostgreSQL address: {e}")))?;
+    // A write is acknowledged only once durable, whatever the server's default
+    // (on every connection, reconnections included).
+    config.options("-c synchronous_commit=on");
     let (tx, rx) = mpsc::channel::<(Batch, Reply)>();
     let (ready_tx, ready_rx) = mpsc::channel();
     let counters = Arc::new(Counters::default());
@@ -746,7 +839,7 @@ pub fn open_postgres(
     let writer = std::thread::Builder::new()
         .name("keyhold-pg-commit".into())
         .spawn(move || {
-            let mut conn = match Conn::open(writer_config).and_then(|mut conn| {
+            let conn = match Conn::open(writer_config).and_then(|mut conn| {
                 prepare_schema(&mut conn)?;
                 Ok(conn)
             }) {
@@ -759,7 +852,6 @@ pub fn open_postgres(
                     return;
                 }
             };
-            let _ = conn.simple("SET synchronous_commit = on");
             let mut w = Writer {
                 conn,
                 chains: chains.into_iter().collect(),
