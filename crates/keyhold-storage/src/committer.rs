@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use crate::batch::{Batch, ChainLink, Committed, Op, Precondition, Ticket, TicketInner, TreeName};
 use crate::engine::{Engine, Write};
-use crate::kv::{full_key, Counters, StoreStats};
+use crate::kv::{close_and_join, full_key, Counters, StoreStats};
 use crate::StorageError;
 
 /// Upper bound on batches that share one flush, so one group's latency stays
@@ -111,14 +111,8 @@ impl Committer {
 impl Drop for Committer {
     /// Closing the channel lets the worker finish and flush what it has.
     fn drop(&mut self) {
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
-        }
-        if let Ok(mut h) = self.handle.lock() {
-            if let Some(h) = h.take() {
-                let _ = h.join();
-            }
-        }
+        let thread = self.handle.lock().ok().and_then(|mut h| h.take());
+        close_and_join(&self.tx, thread);
     }
 }
 

@@ -34,6 +34,20 @@ pub struct StoreStats {
     pub group_sizes: [u64; GROUP_SIZE_BOUNDS.len()],
 }
 
+/// Closes a worker thread's queue (so it finishes what it holds) and waits
+/// for the threads to end: how every backend's threads stop on drop.
+pub(crate) fn close_and_join<T>(
+    tx: &std::sync::Mutex<Option<std::sync::mpsc::Sender<T>>>,
+    threads: impl IntoIterator<Item = std::thread::JoinHandle<()>>,
+) {
+    if let Ok(mut tx) = tx.lock() {
+        tx.take();
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
 /// What a committer counts as it goes (every backend's the same way), read
 /// as [`StoreStats`].
 #[derive(Default)]

@@ -33,7 +33,7 @@ use postgres::{Client, NoTls, Statement};
 use crate::batch::{
     Batch, ChainLink, Committed, Op, Precondition, Ticket, TicketInner, TreeName, PATIENT_ID_LEN,
 };
-use crate::kv::{Counters, KvIter, Pair, RowSink, Store, StoreStats};
+use crate::kv::{close_and_join, Counters, KvIter, Pair, RowSink, Store, StoreStats};
 use crate::StorageError;
 
 /// Taken by every write transaction: one writer at a time across instances.
@@ -493,14 +493,12 @@ impl Readers {
 
 impl Drop for Readers {
     fn drop(&mut self) {
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
-        }
-        if let Ok(mut handles) = self.handles.lock() {
-            for h in handles.drain(..) {
-                let _ = h.join();
-            }
-        }
+        let threads = self
+            .handles
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default();
+        close_and_join(&self.tx, threads);
     }
 }
 
@@ -872,14 +870,8 @@ pub fn open_postgres(
 impl Drop for PgStore {
     /// Closing the channel lets the committer finish what it has.
     fn drop(&mut self) {
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
-        }
-        if let Ok(mut h) = self.writer.lock() {
-            if let Some(h) = h.take() {
-                let _ = h.join();
-            }
-        }
+        let thread = self.writer.lock().ok().and_then(|mut h| h.take());
+        close_and_join(&self.tx, thread);
     }
 }
 
