@@ -112,6 +112,7 @@ fn bench(c: &mut Criterion) {
     let facts = Facts {
         grants: &grants,
         break_glass: &break_glass,
+        subject_access: &[],
     };
     let owner = Principal::patient(AccountId::new_random(), Some(patient), IdentityLevel::P9);
     let gp_doctor = professional(gp);

@@ -81,6 +81,11 @@ fn what_label(action: AuditAction, resource: &str) -> String {
         "invitation" => "an invitation",
         "account" => "the account",
         "feed-client" => "a data feed",
+        "access-request" => match resource.split('/').nth(2) {
+            Some("disclosure") | Some("disclosure.zip") => "copies of the record (access request)",
+            Some("compile") => "the record, for an access request",
+            _ => "an access request about the record",
+        },
         _ => "the record",
     };
     format!("{} {thing}", action.label())

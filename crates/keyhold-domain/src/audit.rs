@@ -41,6 +41,8 @@ pub enum AuditAction {
     VerifyIdentity,
     /// A patient's record erased (crypto-shredded).
     Erase,
+    /// Copies of records released to a subject access requester.
+    Disclose,
 }
 
 impl AuditAction {
@@ -61,6 +63,7 @@ impl AuditAction {
             AuditAction::VerifyIdentity => "Identity checked",
             AuditAction::KeyRotation => "Rotated keys",
             AuditAction::Erase => "Erased the record",
+            AuditAction::Disclose => "Disclosed",
         }
     }
 }
@@ -150,9 +153,17 @@ pub struct AuditEvent {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AuditBasis {
     Owner,
-    Grant { grant: GrantId },
+    Grant {
+        grant: GrantId,
+    },
     Contributor,
-    BreakGlass { id: BreakGlassId },
+    BreakGlass {
+        id: BreakGlassId,
+    },
+    /// A records officer compiling a subject access request's disclosure.
+    SubjectAccess {
+        request: crate::RequestId,
+    },
 }
 
 /// A decoded, stored entry.

@@ -151,19 +151,30 @@ pub const DEMO_GP: &str = "gp@demo.keyhold.test";
 pub const DEMO_DOCTOR: &str = "doctor@demo.keyhold.test";
 /// A carer with no record of their own, whom the demo patient shares with.
 pub const DEMO_CARER: &str = "carer@demo.keyhold.test";
-/// Every demo sign-in, in the order `seed_demo` returns them.
+/// A records officer at the GP practice: its subject access request queue.
+pub const DEMO_RECORDS: &str = "records@demo.keyhold.test";
+/// A records officer at the hospital, who sees none of the practice's requests.
+pub const DEMO_HOSPITAL_RECORDS: &str = "records-hospital@demo.keyhold.test";
+/// The demo's deceased patient (registered at the GP practice), for an
+/// executor's request: name, NHS number and date of birth to type in.
+pub const DEMO_DECEASED_NAME: (&str, &str) = ("Arthur", "Hughes");
+pub const DEMO_DECEASED_NHS_NUMBER: &str = "9990000026";
+pub const DEMO_DECEASED_BORN: (u8, u8, i32) = (14, 3, 1941);
 /// The synthetic NHS number of the demo record that NHS login's test users
 /// (tests/idp/users.json: `p9` and `p5`) sign in to. No account owns it until
 /// one of them does.
 pub const DEMO_NHS_LOGIN_NHS_NUMBER: &str = "9990000018";
 
-pub const DEMO_EMAILS: [&str; 6] = [
+/// Every demo sign-in, in the order `seed_demo` returns them.
+pub const DEMO_EMAILS: [&str; 8] = [
     DEMO_PATIENT,
     DEMO_SENSITIVE,
     DEMO_GP_ADMIN,
     DEMO_GP,
     DEMO_DOCTOR,
     DEMO_CARER,
+    DEMO_RECORDS,
+    DEMO_HOSPITAL_RECORDS,
 ];
 
 /// Makes people: unique NHS numbers, plausible everything else.
@@ -541,46 +552,16 @@ fn care_network() -> Vec<(&'static str, ContactDetails, Source)> {
     ]
 }
 
-/// A one-page PDF with the given lines (Helvetica), valid enough for any reader.
+/// A PDF of the given lines: the first is its title (see `access_requests::pdf`).
 pub fn simple_pdf(lines: &[&str]) -> Vec<u8> {
-    let esc = |s: &str| {
-        s.replace('\\', "\\\\")
-            .replace('(', "\\(")
-            .replace(')', "\\)")
-    };
-    let mut content = String::from("BT /F1 12 Tf 72 770 Td 16 TL\n");
-    for l in lines {
-        content.push_str(&format!("({}) Tj T*\n", esc(l)));
-    }
-    content.push_str("ET\n");
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_string(),
-        format!("<< /Length {} >>\nstream\n{}endstream", content.len(), content),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
-    ];
-    let mut pdf = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(pdf.len());
-        pdf.extend_from_slice(format!("{} 0 obj\n{}\nendobj\n", i + 1, o).as_bytes());
-    }
-    let xref = pdf.len();
-    pdf.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-    );
-    for off in offsets {
-        pdf.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
-    }
-    pdf.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    pdf
+    use crate::access_requests::pdf::{render, TextDocument};
+    let (title, rest) = lines.split_first().unwrap_or((&"", &[]));
+    render(&TextDocument {
+        title: (*title).to_string(),
+        intro: rest.iter().map(|l| l.to_string()).collect(),
+        sections: Vec::new(),
+        footer: "Synthetic demo data".into(),
+    })
 }
 
 impl Keyhold {
@@ -730,7 +711,24 @@ impl Keyhold {
             "a carer the demo patient shares General and Social care with",
         ));
 
+        let records = self
+            .create_account_for("Jo Bennett", DEMO_RECORDS, DEMO_PASSWORD, None)
+            .await?;
+        people.push(listed(
+            DEMO_RECORDS,
+            "a records officer at Riverside Medical Practice: subject access requests",
+        ));
+        let hospital_records = self
+            .create_account_for("Lee Carter", DEMO_HOSPITAL_RECORDS, DEMO_PASSWORD, None)
+            .await?;
+        people.push(listed(
+            DEMO_HOSPITAL_RECORDS,
+            "a records officer at the hospital: sees only the hospital's requests",
+        ));
+
         let riverside = self.seed_organisation(GP, DEMO_GP_ADMIN, gp_admin).await?;
+        self.add_member(riverside, records, StaffRole::RecordsOfficer)
+            .await?;
         self.add_member(riverside, gp, StaffRole::Doctor).await?;
         // The operator names a first administrator; the hospital's only demo
         // person is its doctor, so the doctor's role replaces that one.
@@ -738,9 +736,12 @@ impl Keyhold {
             .seed_organisation(HOSPITAL, DEMO_DOCTOR, doctor)
             .await?;
         self.add_member(hospital, doctor, StaffRole::Doctor).await?;
+        self.add_member(hospital, hospital_records, StaffRole::RecordsOfficer)
+            .await?;
 
         let mut gen = Generator::new(rand::rngs::StdRng::from_entropy());
         gen.used_nhs.insert(DEMO_NHS_LOGIN_NHS_NUMBER.into());
+        gen.used_nhs.insert(DEMO_DECEASED_NHS_NUMBER.into());
         let nhs_login_number = NhsNumber::parse(DEMO_NHS_LOGIN_NHS_NUMBER)
             .map_err(|e| DomainError::Internal(format!("demo NHS number: {e}")))?;
         let mut accounts = Vec::new();
@@ -761,14 +762,33 @@ impl Keyhold {
                 d.sensitive = true;
             }
             if i == 2 {
+                let (given, family) = DEMO_DECEASED_NAME;
+                let (day, month, year) = DEMO_DECEASED_BORN;
+                let nhs = NhsNumber::parse(DEMO_DECEASED_NHS_NUMBER)
+                    .map_err(|e| DomainError::Internal(format!("demo NHS number: {e}")))?;
+                d.given_name = given.into();
+                d.family_name = family.into();
+                d.nhs_number = Some(nhs);
+                d.date_of_birth = time::Month::try_from(month)
+                    .ok()
+                    .and_then(|m| time::Date::from_calendar_date(year, m, day).ok());
                 d.date_of_death = Some(self.clock.now().date() - Duration::days(200));
+                identity.given_name = given.into();
+                identity.family_name = family.into();
+                identity.nhs_number = nhs.digits();
+                identity.nhs_number_formatted = nhs.to_string();
+                identity.full_name = d.full_name();
+                if let Some(dob) = d.date_of_birth {
+                    identity.date_of_birth = dob.to_string();
+                }
             }
             if let Some((email, _)) = login {
                 d.email = Email::parse(email).ok();
             }
             let name = d.full_name();
             let nhs = d.nhs_number;
-            let gp_org = (i == 0).then_some(riverside);
+            // The deceased patient's practice holds records an executor can ask for.
+            let gp_org = (i == 0 || i == 2).then_some(riverside);
             let patient = self
                 .seed_patient_of(&mut gen, d, &mut identity, gp_org)
                 .await?;

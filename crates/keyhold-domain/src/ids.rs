@@ -84,6 +84,16 @@ id_type!(
     FeedClientId
 );
 
+id_type!(
+    /// A subject access request (a request for copies of health records).
+    RequestId
+);
+id_type!(
+    /// A file attached to a subject access request (a document the requester
+    /// sent, a file in a message, or a disclosure).
+    RequestFileId
+);
+
 /// Whose data key seals a value: a patient's record or an account's own details.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyOwner {
@@ -91,6 +101,13 @@ pub enum KeyOwner {
     Account(AccountId),
     /// An organisation's own secrets (the addresses of professionals it invited).
     Organisation(OrgId),
+    /// A subject access request: its answers, messages and the requester's files.
+    Request(RequestId),
+    /// A request's disclosure files, under a key of their own so that deleting
+    /// it when they expire shreds them (the request itself is kept).
+    Disclosure(RequestId),
+    /// Guests' email addresses while they verify them (access requests).
+    Guests,
     /// The canary that proves at start-up that the master keys open this store.
     Canary,
 }
@@ -112,6 +129,15 @@ impl KeyOwner {
                 k.push(b'o');
                 k.extend_from_slice(o.as_bytes());
             }
+            KeyOwner::Request(r) => {
+                k.push(b'r');
+                k.extend_from_slice(r.as_bytes());
+            }
+            KeyOwner::Disclosure(r) => {
+                k.push(b'd');
+                k.extend_from_slice(r.as_bytes());
+            }
+            KeyOwner::Guests => k.push(b'g'),
             KeyOwner::Canary => k.push(b'c'),
         }
         k

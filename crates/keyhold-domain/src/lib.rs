@@ -6,6 +6,7 @@
 //! called [`policy::decide`] and waited for its audit entry to be durable.
 
 mod access_log;
+pub mod access_requests;
 mod accounts;
 pub mod assignments;
 pub mod audit;
@@ -63,7 +64,7 @@ pub use export::RecordExport;
 pub use identity::{IdentityLevel, IdentityStatus, LoginFlow, VerifiedBy, VerifiedIdentity};
 pub use ids::{
     AccountId, BreakGlassId, DocumentId, EntryId, FeedClientId, GrantId, OrgId, PatientId,
-    StaffInviteId,
+    RequestFileId, RequestId, StaffInviteId,
 };
 pub use keyhold_storage::{PgOptions, SledTuning};
 pub use metrics::ServiceMetrics;

@@ -21,16 +21,19 @@
 //! 5. **Break-glass**: an open emergency access by this account, whose
 //!    organisation membership is still active and clinical, reads everything
 //!    except the restricted category; it never contributes, exports or shares.
+//! 6. **Subject access**: a records officer of an organisation working an
+//!    open subject access request about this patient may export what that
+//!    organisation contributed (to compile the disclosure), nothing else.
 //!
 //! The restricted category is covered only by a grant that names it, so only
 //! the patient sees it otherwise. Anything else is denied.
 
 use time::OffsetDateTime;
 
-use crate::consent::{BreakGlass, Grant, GrantState, Grantee, Membership};
+use crate::consent::{BreakGlass, Grant, GrantState, Grantee, Membership, StaffRole};
 use crate::identity::IdentityLevel;
 use crate::record::Source;
-use crate::{AccountId, BreakGlassId, Category, GrantId, OrgId, PatientId};
+use crate::{AccountId, BreakGlassId, Category, GrantId, OrgId, PatientId, RequestId};
 
 /// Who is asking, as established by sign-in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +153,16 @@ impl Resource {
 pub struct Facts<'a> {
     pub grants: &'a [Grant],
     pub break_glass: &'a [BreakGlass],
+    /// Open subject access requests about the patient, and to whom.
+    pub subject_access: &'a [SubjectAccess],
+}
+
+/// An open subject access request about `patient`, made to `org`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubjectAccess {
+    pub request: RequestId,
+    pub patient: PatientId,
+    pub org: OrgId,
 }
 
 /// Why an access was allowed; the audit records it.
@@ -160,6 +173,7 @@ pub enum Basis {
     Organisation { grant: GrantId, org: OrgId },
     Contributor { org: OrgId },
     BreakGlass { id: BreakGlassId, org: OrgId },
+    SubjectAccess { request: RequestId, org: OrgId },
 }
 
 impl Basis {
@@ -168,7 +182,8 @@ impl Basis {
         match self {
             Basis::Organisation { org, .. }
             | Basis::Contributor { org }
-            | Basis::BreakGlass { org, .. } => Some(*org),
+            | Basis::BreakGlass { org, .. }
+            | Basis::SubjectAccess { org, .. } => Some(*org),
             Basis::Owner | Basis::Carer { .. } => None,
         }
     }
@@ -262,6 +277,26 @@ pub fn decide(
                     id: bg.id,
                     org: bg.org,
                 });
+            }
+        }
+    }
+    if action == Action::Export {
+        if let Some(org) = resource.contributed_by {
+            let officer = principal
+                .memberships
+                .iter()
+                .any(|m| m.org == org && m.role == StaffRole::RecordsOfficer);
+            if officer {
+                if let Some(sa) = facts
+                    .subject_access
+                    .iter()
+                    .find(|sa| sa.patient == resource.patient && sa.org == org)
+                {
+                    return Decision::Allow(Basis::SubjectAccess {
+                        request: sa.request,
+                        org,
+                    });
+                }
             }
         }
     }

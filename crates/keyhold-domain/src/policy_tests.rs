@@ -187,6 +187,7 @@ fn table_every_role_action_state_and_category() {
             let facts = Facts {
                 grants: &s.grants,
                 break_glass: &s.break_glass,
+                subject_access: &[],
             };
             for action in Action::ALL {
                 for &category in &cats {
@@ -225,6 +226,7 @@ fn restricted_is_seen_only_when_a_grant_names_it() {
             &Facts {
                 grants: &s.grants,
                 break_glass: &s.break_glass,
+                subject_access: &[],
             },
             now(),
         )
@@ -242,6 +244,7 @@ fn an_organisation_keeps_reading_only_what_it_contributed() {
     let facts = Facts {
         grants: &s.grants,
         break_glass: &s.break_glass,
+        subject_access: &[],
     };
     let theirs = Resource::in_category(patient, Category::General).contributed_by(Some(org));
     let others =
@@ -272,6 +275,7 @@ fn an_invitation_allows_nothing_until_accepted() {
     let facts = Facts {
         grants: &s.grants,
         break_glass: &[],
+        subject_access: &[],
     };
     for action in Action::ALL {
         assert!(!decide(
@@ -292,6 +296,7 @@ fn a_grant_for_another_patient_does_not_leak() {
     let facts = Facts {
         grants: &s.grants,
         break_glass: &[],
+        subject_access: &[],
     };
     assert!(!decide(
         &s.principal,
@@ -597,7 +602,7 @@ proptest! {
     fn no_read_succeeds_without_a_basis(c in arb_case()) {
         let w = world();
         let (p, grants, bgs, r) = build(&w, &c);
-        let facts = Facts { grants: &grants, break_glass: &bgs };
+        let facts = Facts { grants: &grants, break_glass: &bgs, ..Default::default() };
         let allowed = decide(&p, Action::Read, &r, &facts, now()).is_allowed();
         prop_assert_eq!(allowed, read_is_justified(&p, &grants, &bgs, &r));
     }
@@ -607,7 +612,7 @@ proptest! {
         let w = world();
         let (p, mut grants, bgs, r) = build(&w, &c);
         let action = Action::ALL[action];
-        let decision = decide(&p, action, &r, &Facts { grants: &grants, break_glass: &bgs }, now());
+        let decision = decide(&p, action, &r, &Facts { grants: &grants, break_glass: &bgs, ..Default::default() }, now());
         let Some(used) = granted_by(decision) else {
             return Ok(());
         };
@@ -615,11 +620,11 @@ proptest! {
         // Revoked this very instant: the same request is no longer allowed by it.
         let mut revoked = grants.clone();
         revoked[i].revoked_at = Some(now());
-        let after = decide(&p, action, &r, &Facts { grants: &revoked, break_glass: &bgs }, now());
+        let after = decide(&p, action, &r, &Facts { grants: &revoked, break_glass: &bgs, ..Default::default() }, now());
         prop_assert_ne!(granted_by(after), Some(used), "still allowed by the revoked or ended grant");
         // Ending this very instant: the same.
         grants[i].ends = now();
-        let after = decide(&p, action, &r, &Facts { grants: &grants, break_glass: &bgs }, now());
+        let after = decide(&p, action, &r, &Facts { grants: &grants, break_glass: &bgs, ..Default::default() }, now());
         prop_assert_ne!(granted_by(after), Some(used), "still allowed by the revoked or ended grant");
     }
 
@@ -627,7 +632,7 @@ proptest! {
     fn only_the_owner_and_their_carers_manage_sharing(c in arb_case()) {
         let w = world();
         let (p, grants, bgs, r) = build(&w, &c);
-        let facts = Facts { grants: &grants, break_glass: &bgs };
+        let facts = Facts { grants: &grants, break_glass: &bgs, ..Default::default() };
         if let Decision::Allow(basis) = decide(&p, Action::Share, &r, &facts, now()) {
             let by_owner_or_carer = matches!(basis, Basis::Owner | Basis::Carer { .. });
             prop_assert!(by_owner_or_carer, "sharing allowed by {:?}", basis);
@@ -636,5 +641,84 @@ proptest! {
                 prop_assert!(g.permissions.act_on_behalf);
             }
         }
+    }
+}
+
+/// Rule 6: a records officer working an open request about the patient
+/// exports what their organisation contributed, and nothing more: not
+/// reading, not another organisation's entries, not without the open
+/// request, and not as another role of the same organisation.
+#[test]
+fn a_records_officer_exports_only_their_organisations_entries_for_an_open_request() {
+    let patient = PatientId::new_random();
+    let org = OrgId::new_random();
+    let other = OrgId::new_random();
+    let member = |role| Principal {
+        account: AccountId::new_random(),
+        own_patient: None,
+        level: crate::identity::IdentityLevel::P0,
+        memberships: vec![Membership { org, role }],
+    };
+    let officer = member(StaffRole::RecordsOfficer);
+    let open = [SubjectAccess {
+        request: RequestId::new_random(),
+        patient,
+        org,
+    }];
+    let with = Facts {
+        subject_access: &open,
+        ..Default::default()
+    };
+    let ours = Resource::in_category(patient, Category::Restricted).contributed_by(Some(org));
+    let theirs = Resource::in_category(patient, Category::General).contributed_by(Some(other));
+    let patients_own = Resource::in_category(patient, Category::General);
+    assert_eq!(
+        decide(&officer, Action::Export, &ours, &with, now()),
+        Decision::Allow(Basis::SubjectAccess {
+            request: open[0].request,
+            org
+        })
+    );
+    for action in [
+        Action::Read,
+        Action::Contribute,
+        Action::Share,
+        Action::ReadAccessLog,
+    ] {
+        assert!(
+            !decide(&officer, action, &ours, &with, now()).is_allowed(),
+            "{action:?}"
+        );
+    }
+    assert!(!decide(&officer, Action::Export, &theirs, &with, now()).is_allowed());
+    assert!(!decide(&officer, Action::Export, &patients_own, &with, now()).is_allowed());
+    assert!(!decide(&officer, Action::Export, &ours, &Facts::default(), now()).is_allowed());
+    let elsewhere = [SubjectAccess {
+        org: other,
+        ..open[0]
+    }];
+    let elsewhere = Facts {
+        subject_access: &elsewhere,
+        ..Default::default()
+    };
+    assert!(!decide(&officer, Action::Export, &ours, &elsewhere, now()).is_allowed());
+    let another_patient = [SubjectAccess {
+        patient: PatientId::new_random(),
+        ..open[0]
+    }];
+    let another_patient = Facts {
+        subject_access: &another_patient,
+        ..Default::default()
+    };
+    assert!(!decide(&officer, Action::Export, &ours, &another_patient, now()).is_allowed());
+    for role in [
+        StaffRole::Doctor,
+        StaffRole::Administrator,
+        StaffRole::Nurse,
+    ] {
+        assert!(
+            !decide(&member(role), Action::Export, &ours, &with, now()).is_allowed(),
+            "{role:?}"
+        );
     }
 }

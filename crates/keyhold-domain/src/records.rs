@@ -73,6 +73,7 @@ pub(crate) struct Access {
 pub(crate) struct ConsentState {
     pub grants: Vec<Grant>,
     pub break_glass: Vec<BreakGlass>,
+    pub subject_access: Vec<crate::policy::SubjectAccess>,
 }
 
 impl ConsentState {
@@ -80,6 +81,7 @@ impl ConsentState {
         Facts {
             grants: &self.grants,
             break_glass: &self.break_glass,
+            subject_access: &self.subject_access,
         }
     }
 }
@@ -154,6 +156,7 @@ impl Keyhold {
             Basis::Organisation { .. } | Basis::Contributor { .. } | Basis::BreakGlass { .. } => {
                 (AuditRole::Professional, None)
             }
+            Basis::SubjectAccess { .. } => (AuditRole::RecordsOfficer, None),
         };
         AuditActor {
             account: Some(p.account),
@@ -191,6 +194,7 @@ impl Keyhold {
         Ok(ConsentState {
             grants: self.grants_of(patient)?,
             break_glass: self.break_glass_of(patient)?,
+            subject_access: self.subject_access_of(patient)?,
         })
     }
 
@@ -257,6 +261,10 @@ impl Keyhold {
                 ("their organisation's own entry", AuditBasis::Contributor)
             }
             Basis::BreakGlass { id, .. } => ("emergency access", AuditBasis::BreakGlass { id }),
+            Basis::SubjectAccess { request, .. } => (
+                "subject access request",
+                AuditBasis::SubjectAccess { request },
+            ),
         };
         AuditEvent {
             at: access.now,

@@ -86,6 +86,31 @@ pub const WORKLIST_NAMES: TreeName = TreeName::new("worklist_names");
 /// `account_id ‖ org_id ‖ worklist_id` → `SealedListRowV1`: the people on one
 /// worklist, sealed under the professional's account key.
 pub const WORKLISTS: TreeName = TreeName::new("worklists");
+/// `request_id` → `RequestRowV1` (see `access_requests`): a subject access
+/// request, its state and clock in the clear, its answers sealed under the
+/// request's own key.
+pub const ACCESS_REQUESTS: TreeName = TreeName::new("access_requests");
+/// `org_id ‖ request_id` → empty: an organisation's queue.
+pub const ACCESS_REQUESTS_BY_ORG: TreeName = TreeName::new("access_requests_by_org");
+/// `requester key ‖ request_id` → empty: a requester's list; the key is
+/// `'a' ‖ account_id`, or `'g' ‖ blind(guest email)` for a guest.
+pub const ACCESS_REQUESTS_BY_REQUESTER: TreeName = TreeName::new("access_requests_by_requester");
+/// `patient_id ‖ request_id` → `org_id`: requests about a Keyhold patient,
+/// which the policy reads as facts (a records officer's basis).
+pub const ACCESS_REQUESTS_BY_PATIENT: TreeName = TreeName::by_patient("access_requests_by_patient");
+/// reference (ASCII) → `request_id`: references are unique.
+pub const ACCESS_REQUEST_REFS: TreeName = TreeName::new("access_request_refs");
+/// `request_id ‖ seq (u32 BE)` → `MessageRowV1` (text sealed).
+pub const ACCESS_REQUEST_MESSAGES: TreeName = TreeName::new("access_request_messages");
+/// `request_id ‖ file_id` → `FileRowV1` (metadata sealed).
+pub const ACCESS_REQUEST_FILES: TreeName = TreeName::new("access_request_files");
+/// `request_id ‖ file_id ‖ chunk (u32 BE)` → sealed chunk.
+pub const ACCESS_REQUEST_CHUNKS: TreeName = TreeName::new("access_request_chunks");
+/// `expiry (i64 BE) ‖ request_id` → empty: disclosures by when they lapse.
+pub const ACCESS_REQUEST_EXPIRY: TreeName = TreeName::new("access_request_expiry");
+/// `sha256(token)` → `GuestRowV1`: a guest's mailed link, then their
+/// session (the token itself is never stored).
+pub const GUEST_TOKENS: TreeName = TreeName::new("guest_tokens");
 
 /// `time (i64 BE) ‖ hash`: the key of a row that lapses at (or started at)
 /// `time`, so lapsed rows sort first and are swept by a prefix scan.

@@ -135,6 +135,35 @@ impl<'a> Aad<'a> {
         }
     }
 
+    /// A value of a subject access request (its answers, a message, a file's
+    /// metadata or chunk): `owner` is the request's key or its disclosure
+    /// key, `record` the request, message or file it belongs to.
+    pub fn access_request(
+        owner: KeyOwner,
+        kind: &'static str,
+        record: &'a [u8],
+        part: u32,
+    ) -> Self {
+        Aad {
+            owner,
+            kind,
+            record,
+            version: 1,
+            part,
+        }
+    }
+
+    /// A guest's email address, bound to the hash of their link or session.
+    pub fn guest_email(token_hash: &'a [u8]) -> Self {
+        Aad {
+            owner: KeyOwner::Guests,
+            kind: "guest-email",
+            record: token_hash,
+            version: 1,
+            part: 0,
+        }
+    }
+
     pub fn demographics(patient: &'a PatientId, version: u32) -> Self {
         Aad {
             owner: KeyOwner::Patient(*patient),

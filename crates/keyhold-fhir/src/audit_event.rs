@@ -13,7 +13,7 @@ use crate::clinical::reference;
 pub fn action_code(a: AuditAction) -> &'static str {
     match a {
         AuditAction::Create | AuditAction::Grant | AuditAction::SignUp => "C",
-        AuditAction::Read | AuditAction::Export => "R",
+        AuditAction::Read | AuditAction::Export | AuditAction::Disclose => "R",
         AuditAction::Update | AuditAction::Revoke => "U",
         AuditAction::Delete | AuditAction::Erase => "D",
         AuditAction::SignIn

@@ -2,6 +2,7 @@
 //! folder, with real key files and a clock the tests move by hand.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access_requests;
 mod accounts;
 mod audit;
 mod binding;
