@@ -304,7 +304,8 @@ pub fn record_context(
         Basis::Owner => "own",
         Basis::Carer { .. } => "carer",
         Basis::Organisation { .. } => "organisation",
-        Basis::Contributor { .. } => "contributor",
+        // Subject access allows exports only, never a record page.
+        Basis::Contributor { .. } | Basis::SubjectAccess { .. } => "contributor",
         Basis::BreakGlass { .. } => "emergency",
     };
     ctx.insert(

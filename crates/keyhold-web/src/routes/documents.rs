@@ -12,8 +12,7 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 
 use keyhold_domain::{
-    Category, DocumentId, DocumentKind, DocumentMeta, DocumentReader, DomainError, FieldError,
-    NewDocument, Source,
+    Category, DocumentId, DocumentKind, DocumentMeta, DomainError, FieldError, NewDocument, Source,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -447,7 +446,12 @@ impl Write for ChannelWriter {
     }
 }
 
-pub(crate) fn copy_document(doc: DocumentReader, out: &mut impl Write) -> std::io::Result<()> {
+/// Writes a sealed file's chunks (a record document, a request's file) as
+/// they are opened.
+pub(crate) fn copy_document(
+    doc: impl IntoIterator<Item = Result<zeroize::Zeroizing<Vec<u8>>, DomainError>>,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
     for chunk in doc {
         let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()))?;
         out.write_all(&chunk)?;

@@ -1,6 +1,7 @@
 //! The route table. Every route is listed here, with its layers.
 
 mod access;
+mod access_requests;
 mod account;
 mod auth;
 mod care_network;
@@ -15,6 +16,7 @@ mod password;
 mod people;
 mod questionnaires;
 mod record;
+mod records_team;
 mod sharing;
 mod system;
 mod terms;
@@ -31,8 +33,9 @@ use crate::{csrf, error, headers, metrics, AppState};
 /// Forms are small; only the upload route accepts more.
 const FORM_LIMIT: usize = 64 * 1024;
 
-/// Where a record's uploads are posted (under either mount).
-const UPLOADS: &str = "/documents";
+/// Where uploads are posted: a record's documents (under either mount), an
+/// access request's documents, messages and disclosure.
+const UPLOADS: [&str; 3] = ["/documents", "/messages", "/disclosure"];
 
 /// The request timeout: from the headers to the response, body included. An
 /// upload (up to the upload limit, perhaps over a slow mobile link) gets
@@ -44,7 +47,8 @@ async fn deadline(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let limits = state.config.limits;
-    let upload = req.method() == axum::http::Method::POST && req.uri().path().ends_with(UPLOADS);
+    let upload = req.method() == axum::http::Method::POST
+        && UPLOADS.iter().any(|u| req.uri().path().ends_with(u));
     let allowed = if upload {
         limits.upload_timeout
     } else {
@@ -89,7 +93,7 @@ fn record_routes(upload_cap: usize, state: &AppState) -> Routes {
         .route("/entries", post(record::create_entry))
         .route("/entries/{id}", get(record::entry))
         .route(
-            UPLOADS,
+            UPLOADS[0],
             get(documents::list)
                 .post(documents::upload)
                 .layer(DefaultBodyLimit::max(upload_cap)),
@@ -175,6 +179,8 @@ pub(crate) fn table(state: &AppState) -> Routes {
         )
         .merge(orgs::routes())
         .merge(worklists::routes())
+        .merge(access_requests::routes(upload_cap))
+        .merge(records_team::routes(upload_cap))
         .nest("/fhir/R4", fhir::routes())
         .route("/healthz", get(system::healthz))
         .route("/metrics", get(metrics::serve))

@@ -287,6 +287,7 @@ fn home_page(
     ctx.insert("role", role.label());
     ctx.insert("clinical", &role.is_clinical());
     ctx.insert("admin", &(role == StaffRole::Administrator));
+    ctx.insert("records_officer", &(role == StaffRole::RecordsOfficer));
     ctx.insert("values", form);
     ctx.insert("by", if form.by == "name" { "name" } else { "nhs" });
     if let Some(r) = results {

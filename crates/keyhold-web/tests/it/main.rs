@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod access;
+mod access_requests;
 mod cookies;
 mod csrf;
 mod enumeration;

@@ -8,9 +8,9 @@
 //! professional whose organisation was never given access.
 
 use keyhold_domain::trees::{
-    ACCOUNTS, BREAK_GLASS, DOCUMENTS, EMAIL_TOKENS, ENTRIES, FEED_CLIENTS, GRANTS, INVITES,
-    MEMBERS, ORGS, PATIENTS, QUESTIONNAIRE_ASSIGNMENTS, SESSIONS, STAFF_INVITES, WORKLISTS,
-    WORKLIST_NAMES,
+    ACCESS_REQUESTS, ACCESS_REQUEST_FILES, ACCESS_REQUEST_MESSAGES, ACCOUNTS, BREAK_GLASS,
+    DOCUMENTS, EMAIL_TOKENS, ENTRIES, FEED_CLIENTS, GRANTS, GUEST_TOKENS, INVITES, MEMBERS, ORGS,
+    PATIENTS, QUESTIONNAIRE_ASSIGNMENTS, SESSIONS, STAFF_INVITES, WORKLISTS, WORKLIST_NAMES,
 };
 use keyhold_storage::TreeName;
 use keyhold_web::{route_paths, AppState, WebConfig};
@@ -20,7 +20,7 @@ use reqwest::{Client, Method, Response, StatusCode};
 use crate::helpers::{add_entry, csrf_token, get, principal_of, signed_in, spawn_app, TestApp};
 
 /// Trees a refused request must leave as they were.
-const GUARDED: [TreeName; 16] = [
+const GUARDED: [TreeName; 20] = [
     ACCOUNTS,
     PATIENTS,
     SESSIONS,
@@ -37,6 +37,10 @@ const GUARDED: [TreeName; 16] = [
     QUESTIONNAIRE_ASSIGNMENTS,
     WORKLIST_NAMES,
     WORKLISTS,
+    ACCESS_REQUESTS,
+    ACCESS_REQUEST_MESSAGES,
+    ACCESS_REQUEST_FILES,
+    GUEST_TOKENS,
 ];
 
 const CHANGING: [Method; 4] = [Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
@@ -165,6 +169,10 @@ async fn every_state_changing_route_refuses_a_missing_or_wrong_csrf_token() {
         "POST /organisations/{org}/worklists/{list}/delete",
         "POST /people/{patient}/record/questionnaires/{id}",
         "POST /account/password",
+        "POST /access-requests/{id}/documents",
+        "POST /access-requests/{id}/messages",
+        "POST /organisations/{org}/access-requests/{id}/complete",
+        "POST /access-requests/guest/{token}",
     ] {
         assert!(probed.iter().any(|p| p == must), "{must} was not probed");
     }
