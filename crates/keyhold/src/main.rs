@@ -941,6 +941,14 @@ fn serve(
                     for a in accounts {
                         println!("  {}  password: {}  ({})", a.email, a.password, a.who);
                     }
+                    use keyhold_domain::demo::{
+                        DEMO_DECEASED_BORN, DEMO_DECEASED_NAME, DEMO_DECEASED_NHS_NUMBER,
+                    };
+                    let (d, m, y) = DEMO_DECEASED_BORN;
+                    println!(
+                        "  for an executor's request: {} {}, NHS number {}, born {d} {m} {y}, died recently (registered at Riverside)",
+                        DEMO_DECEASED_NAME.0, DEMO_DECEASED_NAME.1, DEMO_DECEASED_NHS_NUMBER
+                    );
                 }
                 None => {
                     use keyhold_domain::demo::{DEMO_EMAILS, DEMO_PASSWORD, DEMO_PATIENT};
@@ -968,7 +976,9 @@ fn serve(
         let checkpointer = tokio::spawn(run_checkpointer(core.clone(), checkpoints, async {
             let _ = stopped.await;
         }));
+        let housekeeping = tokio::spawn(run_housekeeping(core.clone()));
         let served = app.run(shutdown_signal()).await;
+        housekeeping.abort();
         // Requests are finished: sign the final state before the store closes.
         let _ = stop_checkpoints.send(());
         if let Err(e) = checkpointer.await {
@@ -981,6 +991,21 @@ fn serve(
         tracing::info!("stopped");
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// Purges access-request disclosures whose month is over, at start and
+/// every ten minutes after (each instance may run it: the purge of one
+/// request is one conditional write, so two instances cannot both do it).
+async fn run_housekeeping(core: std::sync::Arc<keyhold_domain::Keyhold>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        match core.purge_expired_disclosures().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired access-request disclosures purged"),
+            Err(e) => tracing::warn!(error = %e, "purging expired disclosures failed; will retry"),
+        }
+    }
 }
 
 /// The checkpoints file's folder must exist, and the file must not be inside
