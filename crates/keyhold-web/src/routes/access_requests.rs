@@ -1058,6 +1058,20 @@ pub async fn guest_start(
     )
 }
 
+/// A used or expired guest link: 410, and the way to a new one.
+fn guest_link_gone(state: &AppState, r: &Requesting) -> Result<Response, WebError> {
+    let mut ctx = base(r);
+    ctx.insert("purpose", "guest");
+    render(
+        state,
+        &r.viewer,
+        StatusCode::GONE,
+        "link_gone.html",
+        "This link has expired",
+        ctx,
+    )
+}
+
 pub async fn guest_link_page(
     State(state): State<AppState>,
     r: Requesting,
@@ -1066,14 +1080,7 @@ pub async fn guest_link_page(
     let token = params.get("token").cloned().unwrap_or_default();
     let mut ctx = base(&r);
     if !state.core.guest_link_is_live(&token)? {
-        return render(
-            &state,
-            &r.viewer,
-            StatusCode::GONE,
-            "link_gone.html",
-            "This link has expired",
-            ctx,
-        );
+        return guest_link_gone(&state, &r);
     }
     ctx.insert("token", &token);
     render(
@@ -1095,16 +1102,7 @@ pub async fn guest_link(
     let token = params.get("token").cloned().unwrap_or_default();
     let session = match state.core.open_guest_link(&token).await {
         Ok(s) => s,
-        Err(DomainError::Invalid(_)) => {
-            return render(
-                &state,
-                &r.viewer,
-                StatusCode::GONE,
-                "link_gone.html",
-                "This link has expired",
-                base(&r),
-            );
-        }
+        Err(DomainError::Invalid(_)) => return guest_link_gone(&state, &r),
         Err(e) => return Err(e.into()),
     };
     let name = cookies::name(GUEST_COOKIE, state.config.secure_cookies);

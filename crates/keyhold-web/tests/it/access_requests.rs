@@ -257,9 +257,12 @@ async fn a_guest_gets_an_httponly_cookie_from_the_mailed_link_and_loses_it_on_si
         list.contains("signed in as a guest with gail@example.test"),
         "{list}"
     );
-    // The link worked once.
-    let resp = post_form(&app, &browser(), &path, &[("csrf_token", &token)]).await;
-    assert_ne!(resp.status(), StatusCode::SEE_OTHER);
+    // The link worked once: after that it is gone, and says how to get another.
+    let (status, gone) = get(&app, &browser(), &path).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(gone.contains("/access-requests/guest\""), "{gone}");
+    let resp = post_form(&app, &guest, &path, &[("csrf_token", &token)]).await;
+    assert_eq!(resp.status(), StatusCode::GONE);
     let token = csrf_token(&app, &guest, "/access-requests").await;
     let resp = post_form(
         &app,
