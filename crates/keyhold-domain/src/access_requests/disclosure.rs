@@ -494,6 +494,11 @@ impl Keyhold {
         }
         let now = self.clock.now();
         let expires = add_months(now.date(), 1).with_time(now.time()).assume_utc();
+        // A disclosure of uploaded files still names the Keyhold record the
+        // request matches, so that patient reads it in their access log.
+        if l.row.patient.is_none() {
+            l.row.patient = self.matching_patient(&l)?;
+        }
         l.row.state = to;
         l.row.disclosed_at = Some(now);
         l.row.expires_at = Some(expires);

@@ -732,6 +732,16 @@ async fn a_guest_proves_their_address_and_cannot_be_asked_questions() {
         .start_request(&asker, w.riverside, RequestKind::ThirdParty)
         .await
         .unwrap();
+    // About the demo patient (with their consent), by NHS number and birth date.
+    let record = w.patient.own_patient.unwrap();
+    let d = core.record(&w.patient, record).await.unwrap().demographics;
+    let dob = d.date_of_birth.unwrap();
+    let nhs = d.nhs_number.unwrap().digits();
+    let (day, month, year) = (
+        dob.day().to_string(),
+        (dob.month() as u8).to_string(),
+        dob.year().to_string(),
+    );
     core.save_step(
         &asker,
         id,
@@ -739,9 +749,10 @@ async fn a_guest_proves_their_address_and_cannot_be_asked_questions() {
         &form(&[
             ("patient-given-name", "Pat"),
             ("patient-family-name", "Other"),
-            ("patient-dob-day", "3"),
-            ("patient-dob-month", "4"),
-            ("patient-dob-year", "1980"),
+            ("patient-dob-day", &day),
+            ("patient-dob-month", &month),
+            ("patient-dob-year", &year),
+            ("patient-nhs-number", &nhs),
             ("patient-address", "2 Elm Close"),
             ("patient-postcode", "LS3 1AB"),
         ]),
@@ -797,6 +808,26 @@ async fn a_guest_proves_their_address_and_cannot_be_asked_questions() {
                 .unwrap_err()
         ),
         ["text"]
+    );
+    // Disclosed as uploaded files: the patient it matches still reads it,
+    // and the guest receives it.
+    core.add_disclosure_files(&w.officer, w.riverside, id, upload("discharge.pdf"))
+        .await
+        .unwrap();
+    core.complete_request(&w.officer, w.riverside, id)
+        .await
+        .unwrap();
+    let log = core
+        .access_log(&w.patient, record, &AccessFilter::default())
+        .await
+        .unwrap();
+    assert!(log
+        .entries
+        .iter()
+        .any(|e| e.action == AuditAction::Disclose));
+    assert_eq!(
+        core.open_my_disclosure(&asker, id).await.unwrap().1.len(),
+        1
     );
     // A later session from the same address sees it; another address does not.
     core.start_guest(&email).await.unwrap();
