@@ -327,6 +327,53 @@ async fn a_request_goes_from_draft_to_disclosure_and_is_shredded_a_month_later()
     for secret in ["Testa", "Quill", "asthma", "Which years", "All of them"] {
         assert!(!text.contains(secret), "{secret} in the audit");
     }
+
+    // On disk: the answers, the messages and the files are sealed. The
+    // reference is stored in the clear (it is the refs tree's key), so
+    // finding it shows the search reads the store's files.
+    let raw = raw_store(&w.env);
+    assert!(
+        contains(
+            &raw,
+            &String::from_utf8_lossy(reference.key()).to_ascii_lowercase()
+        ),
+        "the control value is found"
+    );
+    for secret in [
+        "9 nowhere lane",
+        "everything about my asthma",
+        "which years do you mean?",
+        "all of them, please.",
+        "00000007 00000008",
+    ] {
+        assert!(
+            !contains(&raw, secret),
+            "{secret:?} is on disk in the clear"
+        );
+    }
+}
+
+/// Every byte of the store's files, lower-cased.
+fn raw_store(env: &Env) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut dirs = vec![env.dir.path().join("data")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                out.extend(std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    assert!(out.len() > 10_000, "the store holds {} bytes", out.len());
+    out.make_ascii_lowercase();
+    out
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test]
