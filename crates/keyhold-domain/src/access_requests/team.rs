@@ -13,9 +13,10 @@ use super::{
 };
 use crate::audit::AuditAction;
 use crate::consent::StaffRole;
+use crate::ids::KeyOwner;
 use crate::policy::Principal;
 use crate::rows::MemberRowV1;
-use crate::trees::{ACCESS_REQUESTS_BY_ORG, MEMBERS};
+use crate::trees::{ACCESS_REQUESTS_BY_ORG, DEKS, MEMBERS};
 use crate::{AccountId, DomainError, Keyhold, OrgId, RequestId};
 
 /// Which part of the queue to show.
@@ -430,10 +431,11 @@ impl Keyhold {
         l.row.rejection = Some(self.seal_text(l.id, "rejection", l.id.as_bytes(), reason)?);
         l.row.message_for_requester = true;
         let mut batch = Batch::new();
-        // Disclosure files prepared before the rejection go with it.
+        // Disclosure files prepared before the rejection go with it, key and all.
         for (file, row) in self.files_of_role(l.id, FileRole::Disclosure)? {
             self.delete_file_into(&mut batch, l.id, file, &row);
         }
+        batch.delete(DEKS, KeyOwner::Disclosure(l.id).key());
         self.close_links(&mut batch, &l);
         self.put_request(&mut batch, &l)?;
         self.audit.add(

@@ -906,3 +906,50 @@ async fn a_guest_proves_their_address_and_cannot_be_asked_questions() {
     w.env.clock.advance(Duration::hours(3));
     assert!(core.guest_session(&session).unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_rejection_gives_its_reason_and_drops_a_prepared_disclosure_with_its_key() {
+    let w = world().await;
+    let core = &w.env.core;
+    let (asker, id, reference) = own_request(&w).await;
+    core.assign_request(&w.officer, w.riverside, id, w.officer.account)
+        .await
+        .unwrap();
+    core.add_disclosure_files(&w.officer, w.riverside, id, upload("draft.pdf"))
+        .await
+        .unwrap();
+    let mut dkey = vec![b'd'];
+    dkey.extend_from_slice(id.as_bytes());
+    assert!(w.env.store().get(DEKS, &dkey).unwrap().is_some());
+    assert_eq!(
+        invalid_fields(
+            core.reject_request(&w.officer, w.riverside, id, " ")
+                .await
+                .unwrap_err()
+        ),
+        ["reject-reason"]
+    );
+    core.reject_request(
+        &w.officer,
+        w.riverside,
+        id,
+        "We hold no records for this person.",
+    )
+    .await
+    .unwrap();
+    assert!(w.env.store().get(DEKS, &dkey).unwrap().is_none());
+    let view = core.my_request(&asker, id).await.unwrap();
+    assert_eq!(view.summary.state, RequestState::Rejected);
+    assert_eq!(
+        view.rejection.as_deref(),
+        Some("We hold no records for this person.")
+    );
+    assert!(view.disclosure.is_empty());
+    let mail = w.env.mails().last().cloned().unwrap();
+    assert!(mail.contains(&reference.to_string()) && !mail.contains("no records for"));
+    // Rejected is final.
+    assert_eq!(
+        invalid_fields(core.withdraw_request(&asker, id).await.unwrap_err()),
+        ["request"]
+    );
+}
