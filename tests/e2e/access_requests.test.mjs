@@ -65,7 +65,7 @@ const DECEASED = { given: 'Arthur', family: 'Hughes', nhs: '9990000026', dob: { 
 const STEP_TIMEOUT_MS = 120_000;
 const MAIL_TIMEOUT_MS = 15_000;
 const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
-const REFERENCE_RE = /KH-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]/;
+const REFERENCE_RE = /KH-[0-9A-HJKMNP-TV-Y]{4}-[0-9A-HJKMNP-TV-Y]{4}-[0-9A-HJKMNP-TV-Y]/;
 const SAFE_STORAGE = 'Keep your records safe';
 
 // ---------------------------------------------------------------- helpers --
@@ -85,21 +85,19 @@ function daysAgo(days) {
   return { day: String(d.getUTCDate()), month: String(d.getUTCMonth() + 1), year: String(d.getUTCFullYear()) };
 }
 
-/** The check character of a reference (Luhn mod 32 over Crockford's base 32). */
+/**
+ * The check character of a reference: eight characters of Crockford's base 32
+ * (not Z, so values 0-30), weighted 2..9, and a check value that makes the sum
+ * a multiple of 31.
+ */
 function referenceCheckOk(reference) {
-  const alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+  const alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXY';
   const chars = reference.replace(/^KH-/, '').replace(/-/g, '');
-  const body = chars.slice(0, 8);
   let sum = 0;
-  [...body].reverse().forEach((c, i) => {
-    let v = alphabet.indexOf(c);
-    if (i % 2 === 0) {
-      v *= 2;
-      v = Math.floor(v / 32) + (v % 32);
-    }
-    sum += v;
+  [...chars.slice(0, 8)].forEach((c, i) => {
+    sum += (i + 2) * alphabet.indexOf(c);
   });
-  return alphabet[(32 - (sum % 32)) % 32] === chars[8];
+  return alphabet.indexOf(chars[8]) === (31 - (sum % 31)) % 31 && !chars.includes('Z');
 }
 
 function describeBytes(b) {

@@ -173,7 +173,7 @@ impl RequestKind {
                     Field::date("patient-dob", "Date of birth", true)
                         .hint("For example, 31 3 1980"),
                     Field::nhs("patient-nhs-number", "NHS number (if known)").hint(
-                        "A 10 digit number, like 485 777 3456. It helps us find the right records.",
+                        "A 10 digit number, like 943 476 5919. It helps us find the right records.",
                     ),
                 ];
                 if dead {
@@ -587,7 +587,7 @@ mod tests {
             ("patient-postcode", "LS1 1AA"),
         ];
         let mut bad = form(&good);
-        bad.insert("patient-nhs-number".into(), "485 777 3457".into());
+        bad.insert("patient-nhs-number".into(), "943 476 5918".into());
         bad.insert("patient-dob-day".into(), "31".into());
         bad.insert("patient-dob-month".into(), "2".into());
         let errs = read_step(
@@ -602,7 +602,7 @@ mod tests {
         assert_eq!(fields, ["patient-dob", "patient-nhs-number"]);
         assert!(answers.is_empty(), "nothing kept from a step with errors");
         let mut ok = form(&good);
-        ok.insert("patient-nhs-number".into(), "485 777 3456".into());
+        ok.insert("patient-nhs-number".into(), "943 476 5919".into());
         read_step(
             RequestKind::Executor,
             Step::Patient,
@@ -612,7 +612,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(answers["patient-dob"], "1950-12-10");
-        assert_eq!(answers["patient-nhs-number"], "4857773456");
+        assert_eq!(answers["patient-nhs-number"], "9434765919");
         assert_eq!(
             complete(RequestKind::Executor, &answers),
             Some(Step::Requester)

@@ -1,15 +1,20 @@
-//! Request references: `KH-7Q2M-X9RD-K`. Eight random characters (40 bits)
-//! from Crockford's base 32, so a reference says nothing about its
-//! neighbours and cannot be guessed from them, then a check character (Luhn
-//! mod 32) that catches any one mistyped character and any swap of two
-//! neighbours when someone reads a reference out over the phone.
+//! Request references: `KH-7Q2M-X9RD-K`. Eight random characters from
+//! Crockford's base 32 (less `Z`: 31 symbols, about 40 bits), so a reference
+//! says nothing about its neighbours and cannot be guessed from them, then a
+//! check character: the weighted sum of the characters' values modulo 31,
+//! a prime. Every weight differs and every difference of two values is below
+//! 31, so any one mistyped character and any swap of two neighbours changes
+//! the sum: both are caught when someone reads a reference over the phone.
+//! (Luhn mod 32, tried first, misses a swap of `0` and `Z`; the test found it.)
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Crockford's base 32: no I, L, O or U, so nothing reads as another.
+/// Crockford's base 32: no I, L, O or U, so nothing reads as another. A
+/// value is a position here; only the first 31 (not `Z`) are used.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const MODULUS: u32 = 31;
 const BODY: usize = 8;
 
 fn value_of(c: u8) -> Option<u32> {
@@ -18,21 +23,20 @@ fn value_of(c: u8) -> Option<u32> {
         b'I' | b'L' => b'1',
         other => other,
     };
-    ALPHABET.iter().position(|&a| a == c).map(|p| p as u32)
+    ALPHABET
+        .iter()
+        .position(|&a| a == c)
+        .map(|p| p as u32)
+        .filter(|v| *v < MODULUS)
 }
 
-/// Luhn mod N over the characters' values, N = 32.
+/// The check value: the one that makes `Σ (i + 2)·vᵢ + check` a multiple of 31.
 fn check_value(body: &[u8]) -> Option<u32> {
     let mut sum = 0u32;
-    for (i, &c) in body.iter().rev().enumerate() {
-        let mut v = value_of(c)?;
-        if i % 2 == 0 {
-            v *= 2;
-            v = v / 32 + v % 32;
-        }
-        sum += v;
+    for (i, &c) in body.iter().enumerate() {
+        sum += (i as u32 + 2) * value_of(c)?;
     }
-    Some((32 - sum % 32) % 32)
+    Some((MODULUS - sum % MODULUS) % MODULUS)
 }
 
 /// A well-formed reference: eight characters and the right check character.
@@ -43,8 +47,15 @@ pub struct Reference(String);
 impl Reference {
     /// A fresh random reference (uniqueness is the store's to enforce).
     pub fn random() -> Result<Self, crate::DomainError> {
-        let bytes = keyhold_crypto::random_array::<BODY>()?;
-        let body: Vec<u8> = bytes.iter().map(|b| ALPHABET[(b % 32) as usize]).collect();
+        // Bytes below 248 (8 × 31) are uniform modulo 31; the rest are dropped.
+        let mut body = Vec::with_capacity(BODY);
+        while body.len() < BODY {
+            for b in keyhold_crypto::random_array::<32>()? {
+                if b < 248 && body.len() < BODY {
+                    body.push(ALPHABET[usize::from(b) % MODULUS as usize]);
+                }
+            }
+        }
         let check = check_value(&body)
             .ok_or_else(|| crate::DomainError::Internal("reference alphabet".into()))?;
         let mut s = String::from_utf8_lossy(&body).into_owned();
