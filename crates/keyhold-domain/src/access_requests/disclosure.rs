@@ -157,11 +157,7 @@ impl Keyhold {
         id: RequestId,
         file: RequestFileId,
     ) -> Result<RequestFile, DomainError> {
-        Self::require_records_officer(p, org)?;
-        let l = self.load_request(id)?;
-        if l.row.org != org || l.row.state == RequestState::Draft {
-            return Err(DomainError::NotFound);
-        }
+        let l = self.teams_request(p, org, id)?;
         let f = self.open_file(id, file)?;
         self.audit
             .record(&self.request_event(
@@ -184,11 +180,7 @@ impl Keyhold {
         org: OrgId,
         id: RequestId,
     ) -> Result<Loaded, DomainError> {
-        Self::require_records_officer(p, org)?;
-        let l = self.load_request(id)?;
-        if l.row.org != org || l.row.state == RequestState::Draft {
-            return Err(DomainError::NotFound);
-        }
+        let l = self.teams_request(p, org, id)?;
         if l.row.state != RequestState::InProgress {
             return Err(DomainError::invalid(
                 "request",
@@ -379,12 +371,7 @@ impl Keyhold {
         entries.sort_by(|a, b| a.date.cmp(&b.date).then(a.recorded_at.cmp(&b.recorded_at)));
         let answers = self.open_answers(&l)?;
         let org_name = self.organisation_name(org)?;
-        let reference = l
-            .row
-            .reference
-            .as_ref()
-            .map(|r| r.to_string())
-            .unwrap_or_default();
+        let reference = l.reference();
         let range = match (from, to) {
             (None, None) => "All dates".to_string(),
             (Some(f), None) => format!("From {}", long_date(f)),
@@ -507,12 +494,7 @@ impl Keyhold {
         batch.put(ACCESS_REQUEST_EXPIRY, expiry_key(expires, id), Vec::new());
         self.close_links(&mut batch, &l);
         self.put_request(&mut batch, &l)?;
-        let reference = l
-            .row
-            .reference
-            .as_ref()
-            .map(|r| r.to_string())
-            .unwrap_or_default();
+        let reference = l.reference();
         self.audit.add(
             &mut batch,
             &self.request_event(
@@ -527,10 +509,8 @@ impl Keyhold {
             ),
         )?;
         self.submit_request_batch(batch).await?;
-        let answers = self.open_answers(&l)?;
         self.mail_requester(
             &l,
-            &answers,
             &format!("Your records are ready: {reference}"),
             &format!(
                 "The records you asked for ({reference}) are ready to download until {}.\n\n\

@@ -176,6 +176,17 @@ pub(crate) struct Loaded {
     row: RequestRowV1,
 }
 
+impl Loaded {
+    /// The reference as people read it (empty for a draft).
+    fn reference(&self) -> String {
+        self.row
+            .reference
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default()
+    }
+}
+
 /// A request in a list: the requester's, or the records team's queue.
 #[derive(Clone, Debug, Serialize)]
 pub struct RequestSummary {
@@ -772,7 +783,6 @@ impl Keyhold {
         let org = self.organisation_name(l.row.org)?;
         self.mail_requester(
             &l,
-            &answers,
             &format!("Your request for records: {reference}"),
             &format!(
                 "We have received your request for copies of health records from {org}.\n\n\
@@ -971,7 +981,6 @@ impl Keyhold {
     pub(crate) async fn mail_requester(
         &self,
         l: &Loaded,
-        answers: &BTreeMap<String, String>,
         subject: &str,
         text: &str,
     ) -> Result<(), DomainError> {
@@ -979,7 +988,7 @@ impl Keyhold {
             let to = match l.row.requester {
                 Requester::Account { account } => self.account_email(account)?,
                 Requester::Guest { .. } => Email::parse(
-                    answers
+                    self.open_answers(l)?
                         .get("contact-email")
                         .map(String::as_str)
                         .unwrap_or(""),

@@ -83,7 +83,7 @@ impl Keyhold {
 
     /// A submitted request of `org`; drafts and other organisations'
     /// requests are not found.
-    fn teams_request(
+    pub(crate) fn teams_request(
         &self,
         p: &Principal,
         org: OrgId,
@@ -296,16 +296,9 @@ impl Keyhold {
             ),
         )?;
         self.submit_request_batch(batch).await?;
-        let answers = self.open_answers(&l)?;
-        let reference = l
-            .row
-            .reference
-            .as_ref()
-            .map(|r| r.to_string())
-            .unwrap_or_default();
+        let reference = l.reference();
         self.mail_requester(
             &l,
-            &answers,
             &format!("A message about your request {reference}"),
             &format!(
                 "The records team has a question about your request {reference}. \
@@ -383,16 +376,9 @@ impl Keyhold {
             ),
         )?;
         self.submit_request_batch(batch).await?;
-        let answers = self.open_answers(&l)?;
-        let reference = l
-            .row
-            .reference
-            .as_ref()
-            .map(|r| r.to_string())
-            .unwrap_or_default();
+        let reference = l.reference();
         self.mail_requester(
             &l,
-            &answers,
             &format!("More time is needed for your request {reference}"),
             &format!(
                 "The records team needs more time to answer your request {reference}, as the law allows for complex requests. \
@@ -449,16 +435,9 @@ impl Keyhold {
             ),
         )?;
         self.submit_request_batch(batch).await?;
-        let answers = self.open_answers(&l)?;
-        let reference = l
-            .row
-            .reference
-            .as_ref()
-            .map(|r| r.to_string())
-            .unwrap_or_default();
+        let reference = l.reference();
         self.mail_requester(
             &l,
-            &answers,
             &format!("A decision on your request {reference}"),
             &format!("The records team has made a decision on your request {reference}. You can read it here:\n\n{}\n", self.request_link(&l)),
         )

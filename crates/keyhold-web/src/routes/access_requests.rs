@@ -15,7 +15,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use keyhold_domain::access_requests::{
-    Asker, Field, FieldType, RequestKind, RequestView, Step, Upload, MAX_FILES_PER_UPLOAD,
+    Asker, Field, FieldType, RequestKind, RequestView, Step, MAX_FILES_PER_UPLOAD,
 };
 use keyhold_domain::{DomainError, Email, FieldError, OrgId, RequestFileId, RequestId};
 use serde::{Deserialize, Serialize};
@@ -23,9 +23,12 @@ use tera::Context;
 
 use crate::error::WebError;
 use crate::extract::{csrf_field, param, CsrfOnly, Params, Submitted, Viewer};
-use crate::pages::{date_time, insert_errors, long_date, render, see_other, size_display};
+use crate::pages::{
+    date_time, insert_errors, long_date, render, render_form, see_other, size_display,
+};
 use crate::route_table::Routes;
 use crate::routes::documents::{copy_document, disposition, stream_from_blocking, unique_name};
+pub(crate) use crate::routes::multipart::read_multipart;
 use crate::{cookies, AppState};
 
 /// The guest's session cookie (a guest has no account session).
@@ -117,78 +120,6 @@ fn base(r: &Requesting) -> Context {
         ctx.insert("guest_email", &e);
     }
     ctx
-}
-
-// ---------------------------------------------------------------------------
-// Multipart forms (uploads with fields)
-
-/// A multipart form: its text fields and its files (field `files`).
-pub(crate) struct MultipartForm {
-    pub fields: BTreeMap<String, String>,
-    pub files: Vec<Upload>,
-}
-
-fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) -> WebError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        WebError::TooLarge { limit }
-    } else {
-        WebError::BadRequest(e.body_text())
-    }
-}
-
-/// Reads a multipart form whose first field is the CSRF token (nothing of
-/// a forged upload is buffered); a file over the limit is a 413.
-pub(crate) async fn read_multipart(
-    state: &AppState,
-    viewer: &Viewer,
-    mut multipart: Multipart,
-) -> Result<MultipartForm, WebError> {
-    let limit = state.core.settings().max_upload_bytes;
-    let mut csrf_ok = false;
-    let mut out = MultipartForm {
-        fields: BTreeMap::new(),
-        files: Vec::new(),
-    };
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| multipart_error(e, limit))?
-    {
-        let name = field.name().unwrap_or("").to_string();
-        if !csrf_ok {
-            if name != "csrf_token" {
-                return Err(WebError::Csrf);
-            }
-            let token = field.text().await.map_err(|e| multipart_error(e, limit))?;
-            viewer.check_csrf(state, &token)?;
-            csrf_ok = true;
-            continue;
-        }
-        if name == "files" {
-            let filename = field.file_name().unwrap_or("").to_string();
-            let mut bytes = Vec::new();
-            while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
-                if bytes.len() + chunk.len() > limit {
-                    return Err(WebError::TooLarge { limit });
-                }
-                bytes.extend_from_slice(&chunk);
-            }
-            // A file input left empty still sends an empty part.
-            if !(filename.is_empty() && bytes.is_empty()) {
-                out.files.push(Upload { filename, bytes });
-            }
-        } else if !name.is_empty() {
-            let text = field.text().await.map_err(|e| multipart_error(e, limit))?;
-            if text.len() > 64 * 1024 {
-                return Err(WebError::FormTooLarge);
-            }
-            out.fields.insert(name, text);
-        }
-    }
-    if !csrf_ok {
-        return Err(WebError::Csrf);
-    }
-    Ok(out)
 }
 
 // ---------------------------------------------------------------------------
@@ -492,19 +423,13 @@ async fn step_form(
     let mut ctx = draft_context(r, id, &draft, step);
     ctx.insert("fields", &field_rows(&fields, &shown));
     ctx.insert("guest", &matches!(asker, Asker::Guest(_)));
-    insert_errors(&mut ctx, errors);
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    render(
+    render_form(
         state,
         &r.viewer,
-        status,
         "access_request_step.html",
         step.heading(kind),
         ctx,
+        errors,
     )
 }
 
@@ -602,19 +527,13 @@ async fn documents_form(
         "max_mb",
         &(state.core.settings().max_upload_bytes / (1024 * 1024)),
     );
-    insert_errors(&mut ctx, errors);
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    render(
+    render_form(
         state,
         &r.viewer,
-        status,
         "access_request_documents.html",
         "Documents",
         ctx,
+        errors,
     )
 }
 
@@ -715,19 +634,13 @@ async fn check_form(
     ctx.insert("files", &file_rows(&draft.evidence));
     ctx.insert("documents_href", &step_href(id, Step::Documents));
     ctx.insert("guest", &matches!(asker, Asker::Guest(_)));
-    insert_errors(&mut ctx, errors);
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    render(
+    render_form(
         state,
         &r.viewer,
-        status,
         "access_request_check.html",
         "Check your answers",
         ctx,
+        errors,
     )
 }
 
@@ -872,20 +785,14 @@ async fn show_request(
         "max_mb",
         &(state.core.settings().max_upload_bytes / (1024 * 1024)),
     );
-    insert_errors(&mut ctx, errors);
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
     let title = s.reference.clone().unwrap_or_else(|| "Your request".into());
-    render(
+    render_form(
         state,
         &r.viewer,
-        status,
         "access_request.html",
         &format!("Request {title}"),
         ctx,
+        errors,
     )
 }
 

@@ -21,15 +21,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::error::WebError;
 use crate::extract::{param, Params, Subject};
 use crate::pages::{date_time, insert_errors, record_context, render, size_display};
+use crate::routes::multipart::read_multipart;
 use crate::routes::record::whose;
 use crate::AppState;
-
-/// The request body may exceed the file limit by the multipart framing and the
-/// other fields. Past the file limit we keep reading (and discarding) up to this
-/// cap, so the browser gets our 413 page instead of a reset connection.
-pub fn upload_body_cap(max_file: usize) -> usize {
-    max_file.saturating_mul(2).saturating_add(1024 * 1024)
-}
 
 /// The list's query: a notice after an upload, a search, and an order.
 #[derive(Deserialize, Default)]
@@ -250,71 +244,24 @@ pub async fn list(
     .await
 }
 
-fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) -> WebError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        WebError::TooLarge { limit }
-    } else {
-        WebError::BadRequest(e.body_text())
-    }
-}
-
 pub async fn upload(
     State(state): State<AppState>,
     p: Subject,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> Result<Response, WebError> {
-    let limit = state.core.settings().max_upload_bytes;
-    let mut csrf_ok = false;
-    let (mut title, mut kind, mut category, mut filename, mut bytes) = (
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        Vec::new(),
+    let form = read_multipart(&state, &p.viewer, multipart).await?;
+    let (title, kind, category) = (
+        form.field("title"),
+        form.field("kind"),
+        form.field("category"),
     );
-    let mut too_large = false;
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| multipart_error(e, limit))?
-    {
-        let name = field.name().unwrap_or("").to_string();
-        // The token comes first, so nothing of a forged upload is even buffered.
-        if !csrf_ok {
-            if name != "csrf_token" {
-                return Err(WebError::Csrf);
-            }
-            let token = field.text().await.map_err(|e| multipart_error(e, limit))?;
-            p.viewer.check_csrf(&state, &token)?;
-            csrf_ok = true;
-            continue;
-        }
-        match name.as_str() {
-            "title" => title = field.text().await.map_err(|e| multipart_error(e, limit))?,
-            "category" => category = field.text().await.map_err(|e| multipart_error(e, limit))?,
-            "kind" => kind = field.text().await.map_err(|e| multipart_error(e, limit))?,
-            "file" => {
-                filename = field.file_name().unwrap_or("").to_string();
-                while let Some(chunk) =
-                    field.chunk().await.map_err(|e| multipart_error(e, limit))?
-                {
-                    if too_large || bytes.len() + chunk.len() > limit {
-                        too_large = true;
-                        bytes = Vec::new();
-                        continue;
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-            }
-            _ => {}
-        }
-    }
-    if !csrf_ok {
-        return Err(WebError::Csrf);
-    }
-    if too_large {
-        return Err(WebError::TooLarge { limit });
-    }
+    // No file chosen: an empty one, which the domain's check names.
+    let (filename, bytes) = form
+        .files
+        .into_iter()
+        .next()
+        .map(|f| (f.filename, f.bytes))
+        .unwrap_or_default();
     let values = upload_values(&title, &kind, &category);
     let mut errors = Vec::new();
     // Not choosing a kind files it under "Other documents".

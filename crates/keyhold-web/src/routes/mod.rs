@@ -10,6 +10,7 @@ mod export;
 pub(crate) mod fhir;
 mod invitations;
 mod medicines;
+mod multipart;
 mod nhs_login;
 mod orgs;
 mod password;
@@ -114,7 +115,7 @@ fn record_routes(upload_cap: usize, state: &AppState) -> Routes {
 
 /// Every route the server answers, before the layers that wrap them all.
 pub(crate) fn table(state: &AppState) -> Routes {
-    let upload_cap = documents::upload_body_cap(state.core.settings().max_upload_bytes);
+    let upload_cap = multipart::upload_body_cap(state.core.settings().max_upload_bytes);
     Routes::new()
         .route("/", get(system::home))
         .route("/signup", get(auth::signup_page).post(auth::signup))

@@ -18,7 +18,7 @@ use tera::Context;
 
 use crate::error::WebError;
 use crate::extract::{csrf_field, param, CsrfOnly, Params, SignedIn, Submitted};
-use crate::pages::{date_time, insert_errors, long_date, render, see_other, size_display};
+use crate::pages::{date_time, long_date, render, render_form, see_other, size_display};
 use crate::route_table::Routes;
 use crate::routes::access_requests::{file_response, message_rows, read_multipart};
 use crate::routes::record::parse_date;
@@ -239,20 +239,14 @@ async fn page(
     if let Some(n) = notice {
         ctx.insert("notice", n);
     }
-    insert_errors(&mut ctx, errors);
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
     let title = sm.reference.clone().unwrap_or_default();
-    render(
+    render_form(
         state,
         &s.viewer,
-        status,
         "org_access_request.html",
         &format!("Request {title}"),
         ctx,
+        errors,
     )
 }
 
