@@ -295,9 +295,10 @@ impl Keyhold {
         )
     }
 
-    /// Compiles a PDF of what this organisation contributed to the
+    /// Compiles a PDF of the entries this organisation contributed to the
     /// patient's Keyhold record, between two dates and in the chosen
-    /// categories, and adds it to the disclosure.
+    /// categories, and adds it to the disclosure with the organisation's
+    /// documents of the same dates and categories, as they were filed.
     pub async fn compile_disclosure(
         &self,
         p: &Principal,
@@ -369,6 +370,17 @@ impl Keyhold {
             .filter(|e| from.is_none_or(|f| e.date >= f) && to.is_none_or(|t| e.date <= t))
             .collect();
         entries.sort_by(|a, b| a.date.cmp(&b.date).then(a.recorded_at.cmp(&b.recorded_at)));
+        // The organisation's documents (letters, summaries) go as they are,
+        // by the date they were filed.
+        let documents: Vec<_> = self
+            .visible_documents(p, patient, &access, Action::Export)?
+            .into_iter()
+            .filter(|d| categories.contains(&d.meta.category))
+            .filter(|d| {
+                let on = d.meta.uploaded_at.date();
+                from.is_none_or(|f| on >= f) && to.is_none_or(|t| on <= t)
+            })
+            .collect();
         let answers = self.open_answers(&l)?;
         let org_name = self.organisation_name(org)?;
         let reference = l.reference();
@@ -407,6 +419,17 @@ impl Keyhold {
         ];
         if entries.is_empty() {
             intro.push("No entries of these categories and dates are held.".into());
+        }
+        if !documents.is_empty() {
+            intro.push(format!(
+                "With this file: {} document(s) as filed: {}.",
+                documents.len(),
+                documents
+                    .iter()
+                    .map(|d| d.meta.filename.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         let mut sections: Vec<Section> = Vec::new();
         for e in &entries {
@@ -447,10 +470,28 @@ impl Keyhold {
             FileType::Pdf,
             &pdf,
         )?;
+        let document_count = documents.len();
+        for d in documents {
+            let (filename, title, file_type) = (
+                d.meta.filename.clone(),
+                d.meta.title.clone(),
+                d.meta.file_type,
+            );
+            let bytes = d.read_all()?;
+            self.file_into(
+                &mut batch,
+                id,
+                FileRole::Disclosure,
+                &filename,
+                &format!("From the Keyhold record: {title}"),
+                file_type,
+                &bytes,
+            )?;
+        }
         self.put_request(&mut batch, &l)?;
         let mut event = self.event(p, &access, AuditAction::Export, patient, what);
         event.purpose = format!(
-            "compiled for subject access request {reference} ({} entries)",
+            "compiled for subject access request {reference} ({} entries, {document_count} documents)",
             entries.len()
         );
         self.audit.add(&mut batch, &event)?;

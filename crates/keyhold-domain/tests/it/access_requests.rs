@@ -18,7 +18,7 @@ use keyhold_domain::trees::{ACCESS_REQUEST_CHUNKS, ACCESS_REQUEST_FILES, DEKS};
 use keyhold_domain::{AccessFilter, Category, DomainError, Email, OrgId, RequestId, Source};
 use time::Duration;
 
-use crate::helpers::{pdf, Env};
+use crate::helpers::{new_document, pdf, Env};
 
 async fn sign_in(env: &Env, email: &str) -> Principal {
     let s = env.core.sign_in(email, DEMO_PASSWORD, None).await.unwrap();
@@ -546,6 +546,14 @@ async fn a_compiled_disclosure_holds_only_what_the_organisation_contributed() {
         |e| matches!(&e.source, Source::Organisation { org: Some(o), .. } if *o == w.riverside),
     );
     assert!(!ours.is_empty() && !others.is_empty(), "the demo has both");
+    // A letter the practice filed goes with it; one the patient filed does not.
+    let gp = sign_in(&w.env, keyhold_domain::demo::DEMO_GP).await;
+    core.add_document(&gp, patient, new_document("Referral letter", pdf(5000)))
+        .await
+        .unwrap();
+    core.add_document(&w.patient, patient, new_document("My own notes", pdf(4000)))
+        .await
+        .unwrap();
     let all: BTreeSet<Category> = Category::ALL.into_iter().collect();
     core.compile_disclosure(&w.officer, w.riverside, id, None, None, &all)
         .await
@@ -554,8 +562,16 @@ async fn a_compiled_disclosure_holds_only_what_the_organisation_contributed() {
         .team_request(&w.officer, w.riverside, id)
         .await
         .unwrap();
+    let names: Vec<&str> = view.disclosure.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"Referral letter.pdf"), "{names:?}");
+    let compiled = view
+        .disclosure
+        .iter()
+        .find(|f| f.label == "Compiled from the Keyhold record")
+        .unwrap();
     let pdf = core
-        .open_team_file(&w.officer, w.riverside, id, view.disclosure[0].id)
+        .open_team_file(&w.officer, w.riverside, id, compiled.id)
         .await
         .unwrap()
         .read_all()
