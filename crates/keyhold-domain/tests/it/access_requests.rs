@@ -969,3 +969,20 @@ async fn a_rejection_gives_its_reason_and_drops_a_prepared_disclosure_with_its_k
         ["request"]
     );
 }
+
+#[tokio::test]
+async fn a_mail_that_fails_does_not_undo_or_hide_the_request() {
+    let w = world().await;
+    // The outbox cannot be written: every mail fails.
+    let outbox = w.env.dir.path().join("outbox");
+    let _ = std::fs::remove_dir_all(&outbox);
+    std::fs::write(&outbox, b"not a folder").unwrap();
+    let (asker, id, reference) = own_request(&w).await;
+    let mine = w.env.core.my_requests(&asker, "").unwrap();
+    assert_eq!(mine[0].id, id);
+    assert_eq!(
+        mine[0].reference.as_deref(),
+        Some(reference.to_string().as_str())
+    );
+    assert_eq!(mine[0].state, RequestState::Received);
+}
