@@ -360,6 +360,20 @@ impl Field {
         self.label.split(" (").next().unwrap_or(self.label)
     }
 
+    /// The label as the records team reads it: "Your address" is the
+    /// patient's or the requester's, by the field.
+    pub fn team_label(&self) -> String {
+        let short = self.short_label();
+        if self.name == "records-description" {
+            return "Records wanted".into();
+        }
+        match short.strip_prefix("Your ") {
+            Some(rest) if self.name.starts_with("patient-") => format!("Patient's {rest}"),
+            Some(rest) => format!("Requester's {rest}"),
+            None => short.to_string(),
+        }
+    }
+
     /// Checks what was typed; a date arrives as `name-day`, `name-month`,
     /// `name-year` and is kept as `YYYY-MM-DD`.
     fn read(
@@ -549,6 +563,36 @@ mod tests {
             .map(|k| k.required_document())
             .collect();
         assert_eq!(docs.len(), 6, "each kind names its own document");
+    }
+
+    #[test]
+    fn the_records_team_reads_whose_answer_each_is() {
+        let label = |k: RequestKind, s: Step, n: &str| {
+            k.fields(s)
+                .into_iter()
+                .find(|f| f.name == n)
+                .unwrap()
+                .team_label()
+        };
+        let own = RequestKind::OwnRecords;
+        assert_eq!(
+            label(own, Step::Patient, "patient-address"),
+            "Patient's address"
+        );
+        assert_eq!(label(own, Step::Patient, "requester-phone"), "Phone number");
+        let third = RequestKind::ThirdParty;
+        assert_eq!(
+            label(third, Step::Requester, "requester-name"),
+            "Requester's full name"
+        );
+        assert_eq!(
+            label(third, Step::Patient, "patient-address"),
+            "Patient's address"
+        );
+        assert_eq!(
+            label(third, Step::Records, "records-description"),
+            "Records wanted"
+        );
     }
 
     #[test]

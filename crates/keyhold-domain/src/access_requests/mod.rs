@@ -252,7 +252,7 @@ pub struct ExtensionView {
 pub struct Answer {
     pub step: Step,
     pub name: &'static str,
-    pub label: &'static str,
+    pub label: String,
     pub value: String,
 }
 
@@ -516,7 +516,11 @@ impl Keyhold {
                     answers.push(Answer {
                         step,
                         name: f.name,
-                        label: f.short_label(),
+                        label: if team {
+                            f.team_label()
+                        } else {
+                            f.short_label().to_string()
+                        },
                         value,
                     });
                 }
