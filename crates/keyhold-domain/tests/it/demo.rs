@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use keyhold_domain::consent::StaffRole;
 use keyhold_domain::demo::{
     DEMO_CARER, DEMO_DOCTOR, DEMO_EMAILS, DEMO_GP, DEMO_GP_ADMIN, DEMO_PASSWORD, DEMO_PATIENT,
+    DEMO_RECORDS,
 };
 use keyhold_domain::policy::{Basis, Principal};
 use keyhold_domain::{Category, DomainError};
@@ -125,8 +126,8 @@ async fn the_demo_seeds_every_side_of_consent() {
     let seen = env.core.record(&doctor, record).await.unwrap();
     assert!(matches!(seen.basis, Basis::BreakGlass { .. }));
 
-    // The practice administrator sees the GP on the staff page; nobody else
-    // is a member of the practice.
+    // The practice administrator sees the GP and the records officer on the
+    // staff page; nobody else is a member of the practice.
     let admin = sign_in(&env, DEMO_GP_ADMIN).await;
     assert_eq!(admin.memberships.len(), 1);
     assert_eq!(admin.memberships[0].role, StaffRole::Administrator);
@@ -142,6 +143,7 @@ async fn the_demo_seeds_every_side_of_consent() {
         vec![
             (DEMO_GP_ADMIN, StaffRole::Administrator, true),
             (DEMO_GP, StaffRole::Doctor, true),
+            (DEMO_RECORDS, StaffRole::RecordsOfficer, true),
         ]
     );
     assert!(matches!(
