@@ -19,6 +19,8 @@ use crate::{DomainError, Email, Keyhold};
 pub const GUEST_LINK_TTL: Duration = Duration::hours(24);
 /// How long a guest stays signed in after opening it.
 pub const GUEST_SESSION_TTL: Duration = Duration::hours(2);
+/// Unused links one address may hold at once (each lives a day).
+pub const MAX_LIVE_GUEST_LINKS: usize = 3;
 
 const GUEST_INDEX: &str = "guest-email";
 
@@ -113,8 +115,15 @@ impl Keyhold {
     }
 
     /// Mails a guest the link that proves their address. Says nothing of
-    /// whether the address has asked before.
+    /// whether the address has asked before. An address with
+    /// [`MAX_LIVE_GUEST_LINKS`] unused links already gets no more until one
+    /// is used or lapses, so the form cannot be used to flood a mailbox.
     pub async fn start_guest(&self, email: &Email) -> Result<(), DomainError> {
+        let blind = self.vault.blind(GUEST_INDEX, &email.normalised());
+        if self.live_links_for(&blind)? >= MAX_LIVE_GUEST_LINKS {
+            tracing::info!("guest link not sent: the address has enough unused links");
+            return Ok(());
+        }
         let token = self
             .guest_row(GuestToken::Link, email, GUEST_LINK_TTL)
             .await?;
@@ -128,6 +137,21 @@ impl Keyhold {
             ),
         )
         .await
+    }
+
+    /// Unused, unexpired links mailed to the address behind `blind`.
+    fn live_links_for(&self, blind: &[u8; 32]) -> Result<usize, DomainError> {
+        let now = self.clock.now();
+        let mut n = 0;
+        for item in self.store.scan(GUEST_TOKENS, b"") {
+            let (_, raw) = item?;
+            if let Ok(row) = serde_json::from_slice::<GuestRowV1>(&raw) {
+                if row.kind == GuestToken::Link && row.blind == *blind && row.expires_at > now {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
     }
 
     fn live_guest(&self, token: &str, kind: GuestToken) -> Result<Option<Live>, DomainError> {

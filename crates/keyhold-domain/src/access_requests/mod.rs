@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
 pub use files::{RequestFile, Upload, MAX_FILES_PER_UPLOAD};
-pub use guests::{GuestSession, GUEST_LINK_TTL, GUEST_SESSION_TTL};
+pub use guests::{GuestSession, GUEST_LINK_TTL, GUEST_SESSION_TTL, MAX_LIVE_GUEST_LINKS};
 pub use kinds::{complete, read_step, Field, FieldType, RequestKind, Step};
 pub use reference::Reference;
 pub use status::{add_months, next, DueClock, RequestState, Transition, MAX_EXTENSION_MONTHS};

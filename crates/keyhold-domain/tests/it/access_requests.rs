@@ -986,3 +986,44 @@ async fn a_mail_that_fails_does_not_undo_or_hide_the_request() {
     );
     assert_eq!(mine[0].state, RequestState::Received);
 }
+
+#[tokio::test]
+async fn an_address_gets_at_most_three_unused_guest_links_at_once() {
+    let w = world().await;
+    let core = &w.env.core;
+    let links = |env: &Env| {
+        env.mails()
+            .iter()
+            .filter(|m| {
+                m.contains("flood.target@example.test") && m.contains("/access-requests/guest/")
+            })
+            .count()
+    };
+    let email = Email::parse("flood.target@example.test").unwrap();
+    for _ in 0..6 {
+        core.start_guest(&email).await.unwrap();
+    }
+    assert_eq!(links(&w.env), 3, "three links, then no more mail");
+    // Using one frees a place; so does a day passing.
+    let token = w
+        .env
+        .link_token("flood.target@example.test", "/access-requests/guest/");
+    core.open_guest_link(&token).await.unwrap();
+    core.start_guest(&email).await.unwrap();
+    assert_eq!(links(&w.env), 4);
+    core.start_guest(&email).await.unwrap();
+    assert_eq!(links(&w.env), 4);
+    w.env.clock.advance(Duration::hours(25));
+    core.start_guest(&email).await.unwrap();
+    assert_eq!(links(&w.env), 5);
+    // Another address is not held back.
+    core.start_guest(&Email::parse("someone.else@example.test").unwrap())
+        .await
+        .unwrap();
+    assert!(w
+        .env
+        .mails()
+        .last()
+        .unwrap()
+        .contains("someone.else@example.test"));
+}
