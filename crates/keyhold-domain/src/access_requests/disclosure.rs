@@ -15,12 +15,13 @@ use time::{Date, OffsetDateTime};
 use super::files::{FileRole, RequestFile};
 use super::pdf::{render, Section, TextDocument};
 use super::{
-    add_months, long_date, next, refused, Asker, Loaded, RequestState, Transition, Upload,
+    add_months, long_date, next, patient_name, refused, Asker, Loaded, RequestState, Transition,
+    Upload,
 };
 use crate::audit::{AuditAction, AuditActor, AuditEvent, AuditRole, Outcome};
 use crate::ids::KeyOwner;
 use crate::policy::{Action, Principal, Resource};
-use crate::trees::{ACCESS_REQUESTS_BY_PATIENT, ACCESS_REQUEST_EXPIRY, DEKS};
+use crate::trees::{ACCESS_REQUEST_EXPIRY, DEKS};
 use crate::upload::FileType;
 use crate::{Category, DomainError, Keyhold, OrgId, PatientId, RequestFileId, RequestId};
 
@@ -160,8 +161,9 @@ impl Keyhold {
         let l = self.teams_request(p, org, id)?;
         let f = self.open_file(id, file)?;
         self.audit
-            .record(&self.request_event(
-                Self::officer_actor(p, org),
+            .record(&self.officer_event(
+                p,
+                org,
                 AuditAction::Read,
                 &l,
                 &format!("file/{file}"),
@@ -230,8 +232,9 @@ impl Keyhold {
         self.put_request(&mut batch, &l)?;
         self.audit.add(
             &mut batch,
-            &self.request_event(
-                Self::officer_actor(p, org),
+            &self.officer_event(
+                p,
+                org,
                 AuditAction::Create,
                 &l,
                 "disclosure",
@@ -258,8 +261,9 @@ impl Keyhold {
         self.put_request(&mut batch, &l)?;
         self.audit.add(
             &mut batch,
-            &self.request_event(
-                Self::officer_actor(p, org),
+            &self.officer_event(
+                p,
+                org,
                 AuditAction::Delete,
                 &l,
                 &format!("disclosure/{file}"),
@@ -333,16 +337,13 @@ impl Keyhold {
             // Linked now: the patient will see the disclosure in their log.
             l.row.patient = Some(patient);
             let mut batch = Batch::new();
-            batch.put(
-                ACCESS_REQUESTS_BY_PATIENT,
-                crate::trees::pair(patient.as_bytes(), id.as_bytes()),
-                org.as_bytes().to_vec(),
-            );
+            self.link_patient_into(&mut batch, &l);
             self.put_request(&mut batch, &l)?;
             self.audit.add(
                 &mut batch,
-                &self.request_event(
-                    Self::officer_actor(p, org),
+                &self.officer_event(
+                    p,
+                    org,
                     AuditAction::Update,
                     &l,
                     "patient",
@@ -391,17 +392,7 @@ impl Keyhold {
             (Some(f), Some(t)) => format!("{} to {}", long_date(f), long_date(t)),
         };
         let mut intro = vec![
-            format!(
-                "Patient: {} {}",
-                answers
-                    .get("patient-given-name")
-                    .map(String::as_str)
-                    .unwrap_or(""),
-                answers
-                    .get("patient-family-name")
-                    .map(String::as_str)
-                    .unwrap_or("")
-            ),
+            format!("Patient: {}", patient_name(&answers)),
             format!("Records held by: {org_name}"),
             format!("Dates: {range}"),
             format!(
@@ -538,8 +529,9 @@ impl Keyhold {
         let reference = l.reference();
         self.audit.add(
             &mut batch,
-            &self.request_event(
-                Self::officer_actor(p, org),
+            &self.officer_event(
+                p,
+                org,
                 AuditAction::Disclose,
                 &l,
                 "disclosure",

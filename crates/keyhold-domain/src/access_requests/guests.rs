@@ -74,18 +74,22 @@ impl Keyhold {
         }
     }
 
+    /// Stores a new link or session for the address behind `blind`, and
+    /// deletes the `lapsed` rows in the same write.
     async fn guest_row(
         &self,
         kind: GuestToken,
         email: &Email,
+        blind: [u8; 32],
         ttl: Duration,
+        lapsed: Vec<Vec<u8>>,
     ) -> Result<String, DomainError> {
         let token = random_token()?;
         let key = sha256(token.as_bytes()).to_vec();
         let dek = self.guests_key().await?;
         let row = GuestRowV1 {
             kind,
-            blind: self.vault.blind(GUEST_INDEX, &email.normalised()),
+            blind,
             email: self
                 .vault
                 .seal(&dek, &Aad::guest_email(&key), email.as_str().as_bytes())?,
@@ -94,24 +98,31 @@ impl Keyhold {
         let mut batch = Batch::new();
         batch.require_absent(GUEST_TOKENS, key.clone());
         batch.put(GUEST_TOKENS, key, serde_json::to_vec(&row)?);
-        // Lapsed links and sessions go as new ones come.
-        self.sweep_guest_tokens(&mut batch)?;
+        for k in lapsed {
+            batch.delete(GUEST_TOKENS, k);
+        }
         self.store.submit(batch).await?;
         Ok(token)
     }
 
-    fn sweep_guest_tokens(&self, batch: &mut Batch) -> Result<(), DomainError> {
+    /// One pass over the guest rows: how many unused, unexpired links the
+    /// address behind `blind` holds, and the rows that have lapsed (at most
+    /// 2,000 a pass), which go as new ones come.
+    fn survey_guest_tokens(&self, blind: &[u8; 32]) -> Result<(usize, Vec<Vec<u8>>), DomainError> {
         let now = self.clock.now();
-        for item in self.store.scan(GUEST_TOKENS, b"").take(2_000) {
+        let (mut live_links, mut lapsed) = (0, Vec::new());
+        for item in self.store.scan(GUEST_TOKENS, b"") {
             let (k, raw) = item?;
-            let lapsed = serde_json::from_slice::<GuestRowV1>(&raw)
-                .map(|r| r.expires_at <= now)
-                .unwrap_or(true);
-            if lapsed {
-                batch.delete(GUEST_TOKENS, k);
+            match serde_json::from_slice::<GuestRowV1>(&raw) {
+                Ok(r) if r.expires_at > now && r.kind == GuestToken::Link && r.blind == *blind => {
+                    live_links += 1
+                }
+                Ok(r) if r.expires_at > now => {}
+                _ if lapsed.len() < 2_000 => lapsed.push(k),
+                _ => {}
             }
         }
-        Ok(())
+        Ok((live_links, lapsed))
     }
 
     /// Mails a guest the link that proves their address. Says nothing of
@@ -120,12 +131,13 @@ impl Keyhold {
     /// is used or lapses, so the form cannot be used to flood a mailbox.
     pub async fn start_guest(&self, email: &Email) -> Result<(), DomainError> {
         let blind = self.vault.blind(GUEST_INDEX, &email.normalised());
-        if self.live_links_for(&blind)? >= MAX_LIVE_GUEST_LINKS {
+        let (live_links, lapsed) = self.survey_guest_tokens(&blind)?;
+        if live_links >= MAX_LIVE_GUEST_LINKS {
             tracing::info!("guest link not sent: the address has enough unused links");
             return Ok(());
         }
         let token = self
-            .guest_row(GuestToken::Link, email, GUEST_LINK_TTL)
+            .guest_row(GuestToken::Link, email, blind, GUEST_LINK_TTL, lapsed)
             .await?;
         let link = self.link(&format!("/access-requests/guest/{token}"));
         self.send_mail(
@@ -137,21 +149,6 @@ impl Keyhold {
             ),
         )
         .await
-    }
-
-    /// Unused, unexpired links mailed to the address behind `blind`.
-    fn live_links_for(&self, blind: &[u8; 32]) -> Result<usize, DomainError> {
-        let now = self.clock.now();
-        let mut n = 0;
-        for item in self.store.scan(GUEST_TOKENS, b"") {
-            let (_, raw) = item?;
-            if let Ok(row) = serde_json::from_slice::<GuestRowV1>(&raw) {
-                if row.kind == GuestToken::Link && row.blind == *blind && row.expires_at > now {
-                    n += 1;
-                }
-            }
-        }
-        Ok(n)
     }
 
     fn live_guest(&self, token: &str, kind: GuestToken) -> Result<Option<Live>, DomainError> {
@@ -199,8 +196,15 @@ impl Keyhold {
             Err(StorageError::Conflict) => return Err(gone()),
             Err(e) => return Err(e.into()),
         }
-        self.guest_row(GuestToken::Session, &guest.email, GUEST_SESSION_TTL)
-            .await
+        let (_, lapsed) = self.survey_guest_tokens(&guest.blind)?;
+        self.guest_row(
+            GuestToken::Session,
+            &guest.email,
+            guest.blind,
+            GUEST_SESSION_TTL,
+            lapsed,
+        )
+        .await
     }
 
     /// The guest behind a session cookie, while it lasts.

@@ -119,6 +119,16 @@ impl RequestKind {
         }
     }
 
+    /// What to say when the required document is missing.
+    pub fn missing_document_message(self) -> String {
+        let doc = self.required_document();
+        let mut c = doc.chars();
+        match c.next() {
+            Some(f) => format!("Upload {}{}", f.to_lowercase(), c.as_str()),
+            None => String::new(),
+        }
+    }
+
     pub fn required_document_hint(self) -> &'static str {
         match self {
             RequestKind::OwnRecords => {

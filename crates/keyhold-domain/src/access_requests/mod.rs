@@ -278,6 +278,53 @@ pub struct RequestView {
     pub linked: bool,
 }
 
+impl RequestView {
+    /// The document this kind of request needs is among the evidence.
+    pub fn has_required_document(&self) -> bool {
+        has_required_document(self.summary.kind, &self.evidence)
+    }
+}
+
+fn has_required_document(kind: RequestKind, evidence: &[FileView]) -> bool {
+    evidence.iter().any(|f| f.label == kind.required_document())
+}
+
+/// The patient's name as the requester gave it.
+pub(crate) fn patient_name(answers: &BTreeMap<String, String>) -> String {
+    let part = |k: &str| answers.get(k).map(String::as_str).unwrap_or("");
+    format!(
+        "{} {}",
+        part("patient-given-name"),
+        part("patient-family-name")
+    )
+    .trim()
+    .to_string()
+}
+
+/// Organisation and account names, looked up once per page rather than
+/// once per row (an account's name is a sealed value to open).
+#[derive(Default)]
+pub(crate) struct Names {
+    orgs: std::collections::HashMap<OrgId, String>,
+    people: std::collections::HashMap<AccountId, String>,
+}
+
+impl Names {
+    fn org(&mut self, core: &Keyhold, org: OrgId) -> String {
+        self.orgs
+            .entry(org)
+            .or_insert_with(|| core.organisation_name(org).unwrap_or_default())
+            .clone()
+    }
+
+    fn person(&mut self, core: &Keyhold, account: AccountId) -> String {
+        self.people
+            .entry(account)
+            .or_insert_with(|| core.display_name(account))
+            .clone()
+    }
+}
+
 fn now_date(now: OffsetDateTime) -> Date {
     now.date()
 }
@@ -433,6 +480,19 @@ impl Keyhold {
         }
     }
 
+    /// An audit event by a records officer of `org` about a request.
+    pub(crate) fn officer_event(
+        &self,
+        p: &Principal,
+        org: OrgId,
+        action: AuditAction,
+        l: &Loaded,
+        what: &str,
+        purpose: &str,
+    ) -> AuditEvent {
+        self.request_event(Self::officer_actor(p, org), action, l, what, purpose)
+    }
+
     pub(crate) fn officer_actor(p: &Principal, org: OrgId) -> AuditActor {
         AuditActor {
             account: Some(p.account),
@@ -451,25 +511,14 @@ impl Keyhold {
         Ok(l)
     }
 
-    fn summary(
+    pub(crate) fn summary(
         &self,
         l: &Loaded,
         answers: &BTreeMap<String, String>,
+        names: &mut Names,
     ) -> Result<RequestSummary, DomainError> {
         let today = self.today();
-        let name = format!(
-            "{} {}",
-            answers
-                .get("patient-given-name")
-                .map(String::as_str)
-                .unwrap_or(""),
-            answers
-                .get("patient-family-name")
-                .map(String::as_str)
-                .unwrap_or("")
-        )
-        .trim()
-        .to_string();
+        let name = patient_name(answers);
         let r = &l.row;
         Ok(RequestSummary {
             id: l.id,
@@ -478,7 +527,7 @@ impl Keyhold {
             kind_label: r.kind.short_label(),
             name,
             org: r.org,
-            org_name: self.organisation_name(r.org).unwrap_or_default(),
+            org_name: names.org(self, r.org),
             submitted_at: r.submitted_at,
             state: r.state,
             state_label: r.state.label(),
@@ -490,14 +539,15 @@ impl Keyhold {
             paused: r.clock.is_some_and(|c| c.paused_since.is_some()) && r.state.is_open(),
             overdue: r.clock.is_some_and(|c| c.is_overdue(r.state, today)),
             assigned: r.assigned,
-            assigned_name: r.assigned.map(|a| self.display_name(a)),
+            assigned_name: r.assigned.map(|a| names.person(self, a)),
             guest: r.requester.is_guest(),
         })
     }
 
     fn view(&self, l: &Loaded, team: bool) -> Result<RequestView, DomainError> {
         let values = self.open_answers(l)?;
-        let summary = self.summary(l, &values)?;
+        let mut names = Names::default();
+        let summary = self.summary(l, &values, &mut names)?;
         let mut answers = Vec::new();
         for step in l.row.kind.steps() {
             for f in l.row.kind.fields(step) {
@@ -542,7 +592,7 @@ impl Keyhold {
                 Party::Team { account } => (
                     true,
                     if team {
-                        self.display_name(account)
+                        names.person(self, account)
                     } else {
                         "Records team".to_string()
                     },
@@ -574,7 +624,7 @@ impl Keyhold {
             extensions.push(ExtensionView {
                 months: e.months,
                 at: e.at,
-                by: self.display_name(e.by),
+                by: names.person(self, e.by),
                 reason: self.open_text(l.id, "extension", &record, &e.reason)?,
             });
         }
@@ -728,11 +778,10 @@ impl Keyhold {
             ));
         }
         let (evidence, _) = self.request_files(&l)?;
-        let required = l.row.kind.required_document();
-        if !evidence.iter().any(|f| f.label == required) {
+        if !has_required_document(l.row.kind, &evidence) {
             return Err(DomainError::invalid(
                 "documents",
-                format!("Upload {}", lower_first(required)),
+                l.row.kind.missing_document_message(),
             ));
         }
         let now = self.clock.now();
@@ -746,13 +795,7 @@ impl Keyhold {
         let mut by_org = l.row.org.as_bytes().to_vec();
         by_org.extend_from_slice(id.as_bytes());
         batch.put(ACCESS_REQUESTS_BY_ORG, by_org, Vec::new());
-        if let Some(patient) = l.row.patient {
-            batch.put(
-                ACCESS_REQUESTS_BY_PATIENT,
-                crate::trees::pair(patient.as_bytes(), id.as_bytes()),
-                l.row.org.as_bytes().to_vec(),
-            );
-        }
+        self.link_patient_into(&mut batch, &l);
         // A fresh reference until one is free (a clash is a 1 in 2^40 event).
         let mut reference = Reference::random()?;
         for _ in 0..8 {
@@ -804,6 +847,7 @@ impl Keyhold {
     /// narrows them by reference, name, type or status.
     pub fn my_requests(&self, asker: &Asker, q: &str) -> Result<Vec<RequestSummary>, DomainError> {
         let mut out = Vec::new();
+        let mut names = Names::default();
         let prefix = asker.requester().index_key();
         for item in self.store.scan(ACCESS_REQUESTS_BY_REQUESTER, &prefix) {
             let (k, _) = item?;
@@ -816,7 +860,7 @@ impl Keyhold {
                 Err(e) => return Err(e),
             };
             let answers = self.open_answers(&l)?;
-            let s = self.summary(&l, &answers)?;
+            let s = self.summary(&l, &answers, &mut names)?;
             if matches_query(&s, q) {
                 out.push(s);
             }
@@ -932,6 +976,18 @@ impl Keyhold {
         self.submit_request_batch(batch).await
     }
 
+    /// An open request linked to a Keyhold record is the policy's basis
+    /// for its records officers to compile from that record (rule 6).
+    pub(crate) fn link_patient_into(&self, batch: &mut Batch, l: &Loaded) {
+        if let Some(patient) = l.row.patient {
+            batch.put(
+                ACCESS_REQUESTS_BY_PATIENT,
+                crate::trees::pair(patient.as_bytes(), l.id.as_bytes()),
+                l.row.org.as_bytes().to_vec(),
+            );
+        }
+    }
+
     /// A finished request no longer gives a records officer a basis to
     /// compile from the patient's record.
     pub(crate) fn close_links(&self, batch: &mut Batch, l: &Loaded) {
@@ -1009,26 +1065,9 @@ impl Keyhold {
 }
 
 fn summary_requester_name(values: &BTreeMap<String, String>, kind: RequestKind) -> String {
-    let key = if kind == RequestKind::OwnRecords {
-        None
-    } else {
-        values.get("requester-name")
-    };
-    match key {
-        Some(n) => n.clone(),
-        None => format!(
-            "{} {}",
-            values
-                .get("patient-given-name")
-                .map(String::as_str)
-                .unwrap_or(""),
-            values
-                .get("patient-family-name")
-                .map(String::as_str)
-                .unwrap_or("")
-        )
-        .trim()
-        .to_string(),
+    match values.get("requester-name") {
+        Some(n) if kind != RequestKind::OwnRecords => n.clone(),
+        _ => patient_name(values),
     }
 }
 
@@ -1049,14 +1088,6 @@ pub(crate) fn check_message(text: &str) -> Result<String, DomainError> {
 /// "10 December 1950".
 pub(crate) fn long_date(d: Date) -> String {
     format!("{} {} {}", d.day(), d.month(), d.year())
-}
-
-fn lower_first(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => String::new(),
-    }
 }
 
 /// Every word of `q` is in the reference, name, type or status.

@@ -128,6 +128,7 @@ impl Keyhold {
     ) -> Result<Vec<RequestSummary>, DomainError> {
         Self::require_records_officer(p, org)?;
         let mut out = Vec::new();
+        let mut names = super::Names::default();
         for item in self.store.scan(ACCESS_REQUESTS_BY_ORG, org.as_bytes()) {
             let (k, _) = item?;
             let Some(id) = RequestId::from_bytes(&k[16..]) else {
@@ -135,7 +136,7 @@ impl Keyhold {
             };
             let l = self.load_request(id)?;
             let answers = self.open_answers(&l)?;
-            let s = self.summary(&l, &answers)?;
+            let s = self.summary(&l, &answers, &mut names)?;
             if filter.keeps(&s) && matches_query(&s, q) {
                 out.push(s);
             }
@@ -196,8 +197,9 @@ impl Keyhold {
         }
         self.audit.add(
             &mut batch,
-            &self.request_event(
-                Self::officer_actor(p, org),
+            &self.officer_event(
+                p,
+                org,
                 AuditAction::Read,
                 &l,
                 "",
@@ -235,8 +237,9 @@ impl Keyhold {
         self.put_request(&mut batch, &l)?;
         self.audit.add(
             &mut batch,
-            &self.request_event(
-                Self::officer_actor(p, org),
+            &self.officer_event(
+                p,
+                org,
                 AuditAction::Update,
                 &l,
                 &format!("assigned/{to}"),
@@ -287,8 +290,9 @@ impl Keyhold {
         )?;
         self.audit.add(
             &mut batch,
-            &self.request_event(
-                Self::officer_actor(p, org),
+            &self.officer_event(
+                p,
+                org,
                 AuditAction::Update,
                 &l,
                 "messages",
@@ -367,8 +371,9 @@ impl Keyhold {
         self.put_request(&mut batch, &l)?;
         self.audit.add(
             &mut batch,
-            &self.request_event(
-                Self::officer_actor(p, org),
+            &self.officer_event(
+                p,
+                org,
                 AuditAction::Update,
                 &l,
                 "deadline",
@@ -426,8 +431,9 @@ impl Keyhold {
         self.put_request(&mut batch, &l)?;
         self.audit.add(
             &mut batch,
-            &self.request_event(
-                Self::officer_actor(p, org),
+            &self.officer_event(
+                p,
+                org,
                 AuditAction::Update,
                 &l,
                 "",

@@ -486,7 +486,9 @@ pub async fn step_save(
 // ---------------------------------------------------------------------------
 // Documents while drafting
 
-fn file_rows(files: &[keyhold_domain::access_requests::FileView]) -> Vec<serde_json::Value> {
+pub(crate) fn file_rows(
+    files: &[keyhold_domain::access_requests::FileView],
+) -> Vec<serde_json::Value> {
     files
         .iter()
         .map(|f| {
@@ -515,13 +517,7 @@ async fn documents_form(
     ctx.insert("files", &file_rows(&draft.evidence));
     ctx.insert("required", kind.required_document());
     ctx.insert("required_hint", kind.required_document_hint());
-    ctx.insert(
-        "has_required",
-        &draft
-            .evidence
-            .iter()
-            .any(|f| f.label == kind.required_document()),
-    );
+    ctx.insert("has_required", &draft.has_required_document());
     ctx.insert("max_files", &MAX_FILES_PER_UPLOAD);
     ctx.insert(
         "max_mb",
@@ -572,25 +568,16 @@ pub async fn documents_upload(
     }
     if continuing {
         let draft = state.core.draft(asker, id)?;
-        let required = draft.summary.kind.required_document();
-        if !draft.evidence.iter().any(|f| f.label == required) {
+        if !draft.has_required_document() {
             let errors = [FieldError::new(
                 "files",
-                format!("Upload {}", lower_first(required)),
+                draft.summary.kind.missing_document_message(),
             )];
             return documents_form(&state, &r, id, &errors).await;
         }
         return see_other(&step_href(id, Step::Check));
     }
     see_other(&format!("/access-requests/{id}/documents"))
-}
-
-fn lower_first(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => String::new(),
-    }
 }
 
 pub async fn documents_remove(

@@ -18,9 +18,9 @@ use tera::Context;
 
 use crate::error::WebError;
 use crate::extract::{csrf_field, param, CsrfOnly, Params, SignedIn, Submitted};
-use crate::pages::{date_time, long_date, render, render_form, see_other, size_display};
+use crate::pages::{date_time, long_date, render, render_form, see_other};
 use crate::route_table::Routes;
-use crate::routes::access_requests::{file_response, message_rows, read_multipart};
+use crate::routes::access_requests::{file_response, file_rows, message_rows, read_multipart};
 use crate::routes::record::parse_date;
 use crate::AppState;
 
@@ -175,11 +175,6 @@ async fn page(
     let view = state.core.team_request(&s.principal, org, id).await?;
     let team = state.core.records_team(&s.principal, org)?;
     let sm = &view.summary;
-    let files = |fs: &[keyhold_domain::access_requests::FileView]| -> Vec<serde_json::Value> {
-        fs.iter()
-            .map(|f| serde_json::json!({"id": f.id.to_string(), "name": f.name, "label": f.label, "size": size_display(f.size), "type": f.type_label, "uploaded": date_time(f.uploaded_at)}))
-            .collect()
-    };
     let mut ctx = context(state, org)?;
     ctx.insert("id", &id.to_string());
     ctx.insert("reference", &sm.reference);
@@ -214,9 +209,9 @@ async fn page(
             .map(|a| serde_json::json!({"label": a.label, "value": a.value}))
             .collect::<Vec<_>>(),
     );
-    ctx.insert("evidence", &files(&view.evidence));
+    ctx.insert("evidence", &file_rows(&view.evidence));
     ctx.insert("messages", &message_rows(&view));
-    ctx.insert("disclosure", &files(&view.disclosure));
+    ctx.insert("disclosure", &file_rows(&view.disclosure));
     ctx.insert("expires", &view.expires_at.map(|t| long_date(t.date())));
     ctx.insert("rejection", &view.rejection);
     ctx.insert("linked", &view.linked);
